@@ -1,0 +1,34 @@
+# Every target first runs scripts/setup.sh, which creates .venv and installs the pinned
+# dependencies only when pyproject.toml changed.
+VENV := .venv
+BIN := $(VENV)/bin
+# JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup lab test lint format notebooks browser clean
+
+setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
+	@./scripts/setup.sh
+
+lab: setup  ## open the walkthrough in JupyterLab on 127.0.0.1, with a token
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
+
+test: setup browser  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff check (code and notebooks)
+	$(BIN)/ruff check .
+
+format: setup  ## ruff format the python files
+	$(BIN)/ruff format lesson_utils tests scripts
+
+notebooks: setup  ## re-execute every notebook in place to regenerate its stored outputs
+	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
+
+browser:  ## install Debian's Chromium for the browser tests when it is missing (needs apt-get)
+	@./scripts/install_browser.sh
+
+clean:  ## remove .venv, build outputs and caches
+	rm -rf $(VENV) build .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,227 @@
+"""Training checkpoints that survive a crash mid-save and refuse to run code on load.
+
+``save_checkpoint`` writes to a temporary file in the same folder, flushes and fsyncs
+it, then renames it over the final name (``os.replace`` is atomic), so the final name
+only ever holds a complete file. ``load_checkpoint`` always uses ``weights_only=True``
+and turns each way a file can be wrong into an error that says what to do.
+
+Example:
+    >>> import tempfile, torch
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path = save_checkpoint(folder / checkpoint_name(3), {"epoch": 3, "w": torch.ones(2)})
+    >>> load_checkpoint(path, required=["epoch"])["epoch"]
+    3
+    >>> latest_checkpoint(folder).name
+    'ckpt_00000003.pt'
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+NAME_PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
+
+# Types the restricted unpickler of torch.load(weights_only=True) reads back.
+PLAIN_TYPES = (torch.Tensor, torch.Size, torch.dtype, torch.device, int, float, bool, str, bytes, type(None))
+
+
+class CheckpointError(Exception):
+    """Base class: the checkpoint at a path cannot be used."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """There is no file (or folder) at the given path."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is empty, truncated or damaged."""
+
+
+class NotACheckpointError(CheckpointError):
+    """The file is readable but is not a dict of named entries saved by ``torch.save``."""
+
+
+class IncompleteCheckpointError(CheckpointError):
+    """The checkpoint lacks entries the caller needs."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """Loading the file would run code (a pickle that refers to functions or classes)."""
+
+
+def checkpoint_name(step: int) -> str:
+    """The file name ``save_checkpoint`` rotation and ``latest_checkpoint`` recognise.
+
+    Example:
+        >>> checkpoint_name(12)
+        'ckpt_00000012.pt'
+    """
+    return f"ckpt_{step:08d}.pt"
+
+
+def _first_unloadable(value: Any, where: str) -> str | None:
+    """Where in ``value`` sits something ``weights_only=True`` cannot read, or None."""
+    if isinstance(value, PLAIN_TYPES):
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_unloadable(key, where) or _first_unloadable(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple, set)):
+        for i, item in enumerate(value):
+            found = _first_unloadable(item, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return f"{where} is a {type(value).__module__}.{type(value).__qualname__}"
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep_last: int | None = None) -> Path:
+    """Save ``checkpoint`` (a dict of tensors and plain values) atomically and durably.
+
+    With ``keep_last=N``, only the N newest ``ckpt_<step>.pt`` files stay in the folder
+    (``path`` must then be named with :func:`checkpoint_name`). Returns the final path.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for step in range(5):
+        ...     _ = save_checkpoint(folder / checkpoint_name(step), {"step": step}, keep_last=2)
+        >>> sorted(p.name for p in folder.iterdir())
+        ['ckpt_00000003.pt', 'ckpt_00000004.pt']
+    """
+    path = Path(path)
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"save_checkpoint expects a dict of named entries, got a {type(checkpoint).__name__}")
+    problem = _first_unloadable(checkpoint, "checkpoint")
+    if problem:
+        raise TypeError(
+            f"{problem}, which torch.load(weights_only=True) refuses to read back. "
+            "Store tensors and plain python values only, e.g. float(loss) or loss.item() for a numpy number."
+        )
+    if keep_last is not None and (keep_last < 1 or not NAME_PATTERN.match(path.name)):
+        raise ValueError(f"keep_last needs keep_last >= 1 and a file named like {checkpoint_name(7)!r}, got {path.name!r}")
+    if not path.parent.is_dir():
+        raise CheckpointNotFoundError(f"Cannot save {path}: the folder {path.parent} does not exist. Create it first.")
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(dict(checkpoint), f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+    if keep_last is not None:
+        for old in _numbered_checkpoints(path.parent)[:-keep_last]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def _numbered_checkpoints(folder: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := NAME_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The ``ckpt_<step>.pt`` with the highest step in ``folder``, or None if there is none.
+
+    A missing folder is an error (a wrong path must not silently restart training).
+
+    Example:
+        >>> import tempfile
+        >>> latest_checkpoint(tempfile.mkdtemp()) is None
+        True
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointNotFoundError(
+            f"Checkpoint folder {folder} does not exist. Check the path, or create the folder to start fresh."
+        )
+    found = _numbered_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike, required: Iterable[str] = (), map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint dict with ``torch.load(..., weights_only=True)``; never runs code.
+
+    Raises a :class:`CheckpointError` subclass that names the file and what to do when
+    the file is missing, empty, truncated, corrupt, not a checkpoint, lacks one of the
+    ``required`` entries, or holds a pickle that would run code.
+
+    Example:
+        >>> load_checkpoint("no/such/file.pt")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.checkpoint.CheckpointNotFoundError: No checkpoint at no/such/file.pt: ...
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint file. Use latest_checkpoint({str(path)!r}).")
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"No checkpoint at {path}: the file does not exist. Check the path and the folder.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CorruptCheckpointError(
+            f"{path} is empty (0 bytes): the save was interrupted or never happened. "
+            "Load the previous checkpoint (latest_checkpoint) or retrain."
+        )
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise NotACheckpointError(
+            f"{path} is not a file written by torch.save (it starts with {head!r}, "
+            "expected a zip archive b'PK\\x03\\x04'). Check that the path points at a checkpoint."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            reason = str(error).split("Please file an issue")[0].strip().splitlines()
+            detail = next((line for line in reason if "Unsupported" in line or "global" in line.lower()), reason[-1])
+            raise UnsafeCheckpointError(
+                f"{path} refuses to load with weights_only=True: it holds objects that would run code "
+                f"when unpickled ({detail.strip()}). Nothing in it was executed. If you did not make this file, "
+                "delete it. If you made it yourself and trust it, see "
+                "torch.serialization.get_unsafe_globals_in_checkpoint and torch.serialization.safe_globals."
+            ) from error
+        raise CorruptCheckpointError(f"{path} is damaged and cannot be unpickled ({error}). Load an earlier checkpoint.") from error
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        raise CorruptCheckpointError(
+            f"{path} is truncated or corrupt ({str(error).splitlines()[0]}). "
+            "Load the previous checkpoint (latest_checkpoint) or retrain."
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise NotACheckpointError(
+            f"{path} holds a {type(checkpoint).__name__}, not a dict of named entries. "
+            "Expected a file saved with torch.save({'model_state_dict': ..., ...}, path)."
+        )
+    missing = [key for key in required if key not in checkpoint]
+    if missing:
+        keys = list(checkpoint)
+        shown = ", ".join(map(repr, keys[:6])) + (", ..." if len(keys) > 6 else "")
+        hint = (
+            " It looks like a bare state_dict: load it with model.load_state_dict(torch.load(path, weights_only=True))."
+            if keys and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+            else ""
+        )
+        raise IncompleteCheckpointError(f"{path} lacks {', '.join(map(repr, missing))}; it has [{shown}].{hint}")
+    return checkpoint

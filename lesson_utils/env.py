@@ -1,0 +1,60 @@
+"""Seeding and a short report of the environment.
+
+Example:
+    >>> seed_everything(0)
+    >>> import torch
+    >>> a = torch.rand(1); seed_everything(0); torch.equal(a, torch.rand(1))
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import numpy as np
+import torch
+import torchvision
+
+from lesson_utils.data import DATA_ENV, cifar10_dir, cifar10_on_disk
+from lesson_utils.models import PRETRAINED_ENV, imagenet_weights_file
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy and torch (CPU and every GPU).
+
+    Example:
+        >>> seed_everything(42)
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def env_report() -> dict[str, str]:
+    """Versions, device and which optional files were found; printed and returned.
+
+    Example:
+        >>> report = env_report()  # doctest: +ELLIPSIS
+        python ...
+        >>> report["torch"] == torch.__version__
+        True
+    """
+    report = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "cpu threads": str(torch.get_num_threads()),
+        "ImageNet VGG16 weights": (
+            f"found at {imagenet_weights_file()}" if imagenet_weights_file().is_file() else "not found"
+        )
+        + f" (used only with {PRETRAINED_ENV}=1)",
+        "CIFAR-10": (f"found under {cifar10_dir()}" if cifar10_on_disk() else "not found")
+        + f" (used only with {DATA_ENV}=cifar10)",
+    }
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    return report

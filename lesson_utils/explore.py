@@ -1,0 +1,107 @@
+"""The state_dict explorer of lesson 01: pick a key, see its shape, dtype and values.
+
+The logic (:func:`describe_entry`, :func:`histogram_png`) is plain python and tested
+without a browser; :func:`state_dict_explorer` only wires it to ipywidgets.
+
+Example:
+    >>> import torch
+    >>> describe_entry({"w": torch.ones(2, 3)}, "w")["shape"]
+    (2, 3)
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def describe_entry(state_dict: Mapping[str, torch.Tensor], key: str) -> dict[str, object]:
+    """Shape, dtype, number of values, bytes and value statistics of one entry.
+
+    Example:
+        >>> info = describe_entry({"b": torch.tensor([1.0, 3.0])}, "b")
+        >>> info["numel"], info["mean"], info["bytes"]
+        (2, 2.0, 8)
+    """
+    if key not in state_dict:
+        keys = list(state_dict)
+        raise KeyError(f"{key!r} is not in this state_dict; its keys are {keys[:5]}{' ...' if len(keys) > 5 else ''}")
+    tensor = state_dict[key]
+    values = tensor.detach().double()
+    info: dict[str, object] = {
+        "key": key,
+        "shape": tuple(tensor.shape),
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        "numel": tensor.numel(),
+        "bytes": tensor.numel() * tensor.element_size(),
+    }
+    if tensor.numel():
+        info.update(
+            mean=round(values.mean().item(), 6),
+            std=round(values.std().item(), 6) if tensor.numel() > 1 else 0.0,
+            min=round(values.min().item(), 6),
+            max=round(values.max().item(), 6),
+        )
+    return info
+
+
+def histogram_png(tensor: torch.Tensor, title: str = "", bins: int = 50) -> bytes:
+    """A PNG histogram of a tensor's values (what the explorer shows).
+
+    Example:
+        >>> histogram_png(torch.randn(100))[:4]
+        b'\\x89PNG'
+    """
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.hist(tensor.detach().double().flatten().numpy(), bins=bins, color="tab:blue")
+    ax.set_xlabel("value")
+    ax.set_ylabel("count")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def summary_html(info: Mapping[str, object]) -> str:
+    """One HTML line for :func:`describe_entry`'s result.
+
+    Example:
+        >>> "shape (2,)" in summary_html({"key": "b", "shape": (2,), "dtype": "float32", "numel": 2, "bytes": 8})
+        True
+    """
+    text = f"<b>{info['key']}</b>: shape {info['shape']}, {info['dtype']}, {info['numel']:,} values, {info['bytes']:,} bytes"
+    if "mean" in info:
+        text += f"; mean {info['mean']:.4g}, std {info['std']:.4g}, min {info['min']:.4g}, max {info['max']:.4g}"
+    return text
+
+
+def state_dict_explorer(state_dict: Mapping[str, torch.Tensor]):
+    """A dropdown of the keys, a summary line and a histogram that follow the choice.
+
+    Example:
+        >>> ui = state_dict_explorer({"a": torch.zeros(3), "b": torch.ones(4)})
+        >>> ui.children[0].value = "b"
+        >>> "4 values" in ui.children[1].value
+        True
+    """
+    import ipywidgets as widgets
+
+    keys = list(state_dict)
+    if not keys:
+        raise ValueError("This state_dict is empty: there is nothing to explore.")
+    dropdown = widgets.Dropdown(options=keys, value=keys[0], description="key", layout={"width": "420px"})
+    summary = widgets.HTML()
+    image = widgets.Image(format="png")
+
+    def show(key: str) -> None:
+        summary.value = summary_html(describe_entry(state_dict, key))
+        image.value = histogram_png(state_dict[key], title=key)
+
+    dropdown.observe(lambda change: show(change["new"]), names="value")
+    show(keys[0])
+    return widgets.VBox([dropdown, summary, image])

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv and install the pinned dependencies, only when they changed.
+# Idempotent: a second run with the same pyproject.toml installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $("$PYTHON" --version)"
+    "$PYTHON" -m venv .venv
+fi
+
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+have=$(cat .venv/.pinned-deps 2>/dev/null || true)
+if [ "$want" = "$have" ] && .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('lesson_utils') is None)"; then
+    echo "setup: dependencies up to date (.venv)"
+else
+    echo "setup: installing the pinned dependencies into .venv (the first time takes a few minutes)"
+    # pip's own index warnings about local mirror folders are noise; real errors still fail the script
+    .venv/bin/pip install --quiet -e ".[dev]" 2> >(grep -v "is neither a file nor a directory" >&2)
+    echo "$want" > .venv/.pinned-deps
+    echo "setup: done"
+fi
