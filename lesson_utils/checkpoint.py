@@ -109,7 +109,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
             "Store tensors and plain python values only, e.g. float(loss) or loss.item() for a numpy number."
         )
     if keep_last is not None and (keep_last < 1 or not NAME_PATTERN.match(path.name)):
-        raise ValueError(f"keep_last needs keep_last >= 1 and a file named like {checkpoint_name(7)!r}, got {path.name!r}")
+        raise ValueError(
+            f"keep_last needs keep_last >= 1 and a file named like {checkpoint_name(7)!r}, got {path.name!r}"
+        )
     if not path.parent.is_dir():
         raise CheckpointNotFoundError(f"Cannot save {path}: the folder {path.parent} does not exist. Create it first.")
 
@@ -176,9 +178,13 @@ def load_checkpoint(
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint file. Use latest_checkpoint({str(path)!r}).")
+        raise CheckpointNotFoundError(
+            f"{path} is a folder, not a checkpoint file. Use latest_checkpoint({str(path)!r})."
+        )
     if not path.is_file():
-        raise CheckpointNotFoundError(f"No checkpoint at {path}: the file does not exist. Check the path and the folder.")
+        raise CheckpointNotFoundError(
+            f"No checkpoint at {path}: the file does not exist. Check the path and the folder."
+        )
     with open(path, "rb") as f:
         head = f.read(4)
     if not head:
@@ -203,7 +209,9 @@ def load_checkpoint(
                 "delete it. If you made it yourself and trust it, see "
                 "torch.serialization.get_unsafe_globals_in_checkpoint and torch.serialization.safe_globals."
             ) from error
-        raise CorruptCheckpointError(f"{path} is damaged and cannot be unpickled ({error}). Load an earlier checkpoint.") from error
+        raise CorruptCheckpointError(
+            f"{path} is damaged and cannot be unpickled ({error}). Load an earlier checkpoint."
+        ) from error
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise CorruptCheckpointError(
             f"{path} is truncated or corrupt ({str(error).splitlines()[0]}). "

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import platform
 import random
 

@@ -30,7 +30,7 @@ def describe_entry(state_dict: Mapping[str, torch.Tensor], key: str) -> dict[str
         keys = list(state_dict)
         raise KeyError(f"{key!r} is not in this state_dict; its keys are {keys[:5]}{' ...' if len(keys) > 5 else ''}")
     tensor = state_dict[key]
-    values = tensor.detach().double()
+    values = tensor.detach().float()  # no copy for float32 weights, even VGG16's 400 MB fc layer
     info: dict[str, object] = {
         "key": key,
         "shape": tuple(tensor.shape),
@@ -48,18 +48,23 @@ def describe_entry(state_dict: Mapping[str, torch.Tensor], key: str) -> dict[str
     return info
 
 
-def histogram_png(tensor: torch.Tensor, title: str = "", bins: int = 50) -> bytes:
+def histogram_png(tensor: torch.Tensor, title: str = "", bins: int = 50, max_values: int = 200_000) -> bytes:
     """A PNG histogram of a tensor's values (what the explorer shows).
+
+    Tensors larger than ``max_values`` are drawn from an evenly spaced sample of their
+    values, so VGG16's 102-million-value layer takes milliseconds, not seconds.
 
     Example:
         >>> histogram_png(torch.randn(100))[:4]
         b'\\x89PNG'
     """
     fig, ax = plt.subplots(figsize=(5, 2.6))
-    ax.hist(tensor.detach().double().flatten().numpy(), bins=bins, color="tab:blue")
+    values = tensor.detach().flatten()
+    step = max(1, values.numel() // max_values)
+    ax.hist(values[::step].float().numpy(), bins=bins, color="tab:blue")
     ax.set_xlabel("value")
     ax.set_ylabel("count")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + (f" (every {step}th value)" if step > 1 else ""), fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -74,7 +79,8 @@ def summary_html(info: Mapping[str, object]) -> str:
         >>> "shape (2,)" in summary_html({"key": "b", "shape": (2,), "dtype": "float32", "numel": 2, "bytes": 8})
         True
     """
-    text = f"<b>{info['key']}</b>: shape {info['shape']}, {info['dtype']}, {info['numel']:,} values, {info['bytes']:,} bytes"
+    text = f"<b>{info['key']}</b>: shape {info['shape']}, {info['dtype']}, "
+    text += f"{info['numel']:,} values, {info['bytes']:,} bytes"
     if "mean" in info:
         text += f"; mean {info['mean']:.4g}, std {info['std']:.4g}, min {info['min']:.4g}, max {info['max']:.4g}"
     return text

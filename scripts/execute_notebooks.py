@@ -22,7 +22,9 @@ OPT_IN = ("LESSON_PRETRAINED", "LESSON_DATA")
 def execute(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     nbformat.write(notebook, path)
     print(f"{path.relative_to(ROOT)}: executed in {time.perf_counter() - start:.1f} s")
 
