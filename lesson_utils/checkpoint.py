@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ import torch
 
 NAME_PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
 
-# Types the restricted unpickler of torch.load(weights_only=True) reads back.
-PLAIN_TYPES = (torch.Tensor, torch.Size, torch.dtype, torch.device, int, float, bool, str, bytes, type(None))
+# Types the restricted unpickler of torch.load(weights_only=True) reads back. Scalars are
+# compared by exact type: numpy.float64 is a subclass of float, but does not load back.
+TENSOR_TYPES = (torch.Tensor, torch.Size, torch.dtype, torch.device)
+SCALAR_TYPES = (int, float, bool, str, bytes, type(None))
 
 
 class CheckpointError(Exception):
@@ -68,7 +71,7 @@ def checkpoint_name(step: int) -> str:
 
 def _first_unloadable(value: Any, where: str) -> str | None:
     """Where in ``value`` sits something ``weights_only=True`` cannot read, or None."""
-    if isinstance(value, PLAIN_TYPES):
+    if isinstance(value, TENSOR_TYPES) or type(value) in SCALAR_TYPES:
         return None
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -161,10 +164,40 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def _verify_crc32(path: Path) -> None:
+    """Check every record of the zip archive against the CRC32 that torch.save stored.
+
+    ``torch.load`` does not check these itself: a flipped byte inside a tensor loads silently.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+            if all(record.CRC == 0 for record in records):
+                return  # saved with compute_crc32=False: there is nothing to check against
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise CorruptCheckpointError(
+            f"{path} is truncated or corrupt (not a complete zip archive: {error}). "
+            "Load the previous checkpoint (latest_checkpoint) or retrain."
+        ) from error
+    if bad is not None:
+        raise CorruptCheckpointError(
+            f"{path} is truncated or corrupt: record {bad!r} does not match the CRC32 stored when it was saved. "
+            "Load the previous checkpoint (latest_checkpoint) or retrain."
+        )
+
+
 def load_checkpoint(
-    path: str | os.PathLike, required: Iterable[str] = (), map_location: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    required: Iterable[str] = (),
+    map_location: str | torch.device = "cpu",
+    verify_crc: bool = True,
 ) -> dict[str, Any]:
     """Load a checkpoint dict with ``torch.load(..., weights_only=True)``; never runs code.
+
+    With ``verify_crc`` (the default) every record is first checked against the CRC32 that
+    ``torch.save`` stored, because ``torch.load`` itself does not check it: a flipped byte
+    in a tensor would otherwise load silently. That costs one extra read of the file.
 
     Raises a :class:`CheckpointError` subclass that names the file and what to do when
     the file is missing, empty, truncated, corrupt, not a checkpoint, lacks one of the
@@ -197,6 +230,8 @@ def load_checkpoint(
             f"{path} is not a file written by torch.save (it starts with {head!r}, "
             "expected a zip archive b'PK\\x03\\x04'). Check that the path points at a checkpoint."
         )
+    if head.startswith(b"PK") and verify_crc:
+        _verify_crc32(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,0 +1,197 @@
+import multiprocessing
+import os
+import pickle
+import random
+import signal
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from lesson_utils import Net
+from lesson_utils.checkpoint import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    IncompleteCheckpointError,
+    NotACheckpointError,
+    UnsafeCheckpointError,
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+@pytest.fixture
+def good(tmp_path):
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    checkpoint = {"epoch": 3, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+    return save_checkpoint(tmp_path / "good.pt", checkpoint)
+
+
+def test_round_trip_keeps_every_tensor(good):
+    loaded = load_checkpoint(good, required=["epoch", "model_state_dict"])
+    assert loaded["epoch"] == 3
+    net = Net()
+    net.load_state_dict(loaded["model_state_dict"])
+
+
+def test_no_temporary_file_is_left_after_a_save(good):
+    assert [p.name for p in good.parent.iterdir()] == ["good.pt"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match=r"No checkpoint at .*nope\.pt: the file does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError):  # also a FileNotFoundError, for callers that catch that
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="is a folder, not a checkpoint file. Use latest_checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.pt").touch()
+    with pytest.raises(CorruptCheckpointError, match=r"empty\.pt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_file(good, keep):
+    data = good.read_bytes()
+    good.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CorruptCheckpointError, match=r"good\.pt is truncated or corrupt .*Load the previous checkpoint"):
+        load_checkpoint(good)
+
+
+def flip_bytes_inside_a_tensor(path):
+    with zipfile.ZipFile(path) as archive:
+        record = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 1000)
+    data = bytearray(path.read_bytes())
+    start = record.header_offset + 30 + len(record.filename) + len(record.extra) + record.file_size // 2
+    data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_tensor_bytes_are_caught_by_the_crc(good):
+    flip_bytes_inside_a_tensor(good)
+    # torch.load alone does not notice: the damaged numbers load silently.
+    torch.load(good, weights_only=True)
+    with pytest.raises(CorruptCheckpointError, match=r"record '.*/data/\d+' does not match the CRC32"):
+        load_checkpoint(good)
+
+
+def test_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("epoch: 3\n")
+    with pytest.raises(NotACheckpointError, match=r"is not a file written by torch.save \(it starts with b'epoc'"):
+        load_checkpoint(path)
+
+
+def test_a_bare_tensor_is_not_a_checkpoint(tmp_path):
+    torch.save(torch.ones(3), tmp_path / "tensor.pt")
+    with pytest.raises(NotACheckpointError, match="holds a Tensor, not a dict of named entries"):
+        load_checkpoint(tmp_path / "tensor.pt")
+
+
+def test_missing_entries_are_named_and_a_bare_state_dict_is_recognised(tmp_path):
+    torch.save(Net().state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(IncompleteCheckpointError, match=r"lacks 'model_state_dict'.*looks like a bare state_dict"):
+        load_checkpoint(tmp_path / "weights.pt", required=["model_state_dict"])
+    save_checkpoint(tmp_path / "partial.pt", {"epoch": 1})
+    with pytest.raises(IncompleteCheckpointError, match=r"lacks 'optimizer_state_dict'; it has \['epoch'\]\.$"):
+        load_checkpoint(tmp_path / "partial.pt", required=["epoch", "optimizer_state_dict"])
+
+
+class Payload:
+    """Unpickling this runs `marker.touch()`-equivalent code: a stand-in for a malicious file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pickle_never_runs_and_is_named_unsafe(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    evil = {"model_state_dict": {}, "payload": Payload(marker)}
+    if writer == "torch.save":
+        torch.save(evil, path)
+    else:
+        path.write_bytes(pickle.dumps(evil, protocol=2))
+    with pytest.raises(UnsafeCheckpointError, match=r"refuses to load with weights_only=True.*Nothing in it was executed"):
+        load_checkpoint(path)
+    assert not marker.exists(), "the payload ran"
+    assert path.exists(), "the evidence is not deleted"
+    # Proof that the file really is malicious: an unsafe load runs the payload.
+    if writer == "torch.save":
+        torch.load(path, weights_only=False)
+    else:
+        pickle.loads(path.read_bytes())
+    assert marker.exists()
+
+
+def test_save_refuses_values_that_weights_only_cannot_load(tmp_path):
+    with pytest.raises(TypeError, match=r"checkpoint\['loss'\] is a numpy.float64.*loss.item\(\)"):
+        save_checkpoint(tmp_path / "c.pt", {"loss": np.float64(0.4)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_into_a_missing_folder_says_so(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="the folder .* does not exist"):
+        save_checkpoint(tmp_path / "no" / "c.pt", {"epoch": 1})
+
+
+def test_rotation_keeps_the_newest_and_latest_finds_it(tmp_path):
+    for step in [1, 2, 10, 3]:
+        save_checkpoint(tmp_path / checkpoint_name(step), {"step": step}, keep_last=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint_name(3), checkpoint_name(10)]
+    assert latest_checkpoint(tmp_path) == tmp_path / checkpoint_name(10)
+    with pytest.raises(ValueError, match="keep_last needs"):
+        save_checkpoint(tmp_path / "other.pt", {}, keep_last=2)
+
+
+def test_latest_checkpoint_of_a_wrong_folder_is_an_error(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+        latest_checkpoint(tmp_path / "typo")
+    assert latest_checkpoint(tmp_path) is None
+
+
+def save_forever(path):
+    """Child process: overwrite `path` with ever newer, self-consistent checkpoints."""
+    torch.set_num_threads(1)  # a forked child must not use the parent's OpenMP thread pool
+    version = 1
+    while True:
+        save_checkpoint(path, {"version": version, "weights": torch.full((4_000_000,), float(version))})
+        version += 1
+
+
+def test_sigkill_during_save_never_leaves_a_partial_file_under_the_final_name(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {"version": 0, "weights": torch.zeros(4_000_000)})
+    rng = random.Random(0)
+    fork = multiprocessing.get_context("fork")
+    versions, killed_mid_save = [], 0
+    for _ in range(25):
+        child = fork.Process(target=save_forever, args=(path,))
+        child.start()
+        time.sleep(rng.uniform(0.0, 0.3))  # a random moment: before, during or between saves
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        checkpoint = load_checkpoint(path, required=["version", "weights"])
+        assert torch.all(checkpoint["weights"] == checkpoint["version"]), "a mix of two saves"
+        versions.append(checkpoint["version"])
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.pt"]
+        assert all(name.startswith(".ckpt.pt.tmp-") for name in leftovers), leftovers
+        killed_mid_save += f".ckpt.pt.tmp-{child.pid}" in leftovers
+    # The test must have exercised both cases: kills after completed saves, and kills mid-write.
+    assert sum(v > 0 for v in versions) >= 10, versions
+    assert killed_mid_save >= 5, killed_mid_save
