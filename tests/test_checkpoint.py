@@ -65,7 +65,7 @@ def test_empty_file(tmp_path):
 def test_truncated_file(good, keep):
     data = good.read_bytes()
     good.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(CorruptCheckpointError, match=r"good\.pt is truncated or corrupt .*Load the previous checkpoint"):
+    with pytest.raises(CorruptCheckpointError, match=r"good\.pt is truncated or corrupt .*Load the previous"):
         load_checkpoint(good)
 
 
@@ -127,7 +127,7 @@ def test_malicious_pickle_never_runs_and_is_named_unsafe(tmp_path, writer):
         torch.save(evil, path)
     else:
         path.write_bytes(pickle.dumps(evil, protocol=2))
-    with pytest.raises(UnsafeCheckpointError, match=r"refuses to load with weights_only=True.*Nothing in it was executed"):
+    with pytest.raises(UnsafeCheckpointError, match=r"refuses to load with weights_only=True.*Nothing in it was"):
         load_checkpoint(path)
     assert not marker.exists(), "the payload ran"
     assert path.exists(), "the evidence is not deleted"
