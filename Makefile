@@ -11,7 +11,8 @@ setup:  ## create .venv and install the pinned dependencies (skipped when up to 
 	@./scripts/setup.sh
 
 lab: setup  ## open the walkthrough in JupyterLab on 127.0.0.1, with a token
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS) notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb $(ROOT_FLAG) $(LAB_ARGS)
 
 test: setup browser  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ through torch's own hook for storage locations (``torch.serialization.register_p
 
 Example:
     >>> import tempfile, torch
+    >>> from pathlib import Path
     >>> path = Path(tempfile.mkdtemp()) / "from_gpu.pt"
     >>> save_as_gpu_file({"w": torch.ones(2)}, path)
     >>> torch.load(path, weights_only=True, map_location="cpu")["w"]
@@ -40,8 +41,8 @@ def save_as_gpu_file(obj: Any, path: str | os.PathLike, device: str = "cuda:0") 
     """``torch.save(obj, path)``, recording every storage as saved from ``device``.
 
     Example:
-        >>> import tempfile
-        >>> save_as_gpu_file({"w": torch.ones(1)}, Path(tempfile.mkdtemp()) / "f.pt")
+        >>> import os, tempfile
+        >>> save_as_gpu_file({"w": torch.ones(1)}, os.path.join(tempfile.mkdtemp(), "f.pt"))
     """
     _tag_as.append(device)
     try:

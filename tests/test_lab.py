@@ -59,8 +59,10 @@ def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path):
         notebook = json.loads(body)["content"]
         assert any("Start here" in "".join(cell["source"]) for cell in notebook["cells"])
         assert get(f"{base}/api/contents/notebooks/00_start_here.ipynb")[0] == 403  # no token, no notebook
-        status, page = get(f"{base}/lab/tree/notebooks/00_start_here.ipynb?token={token}")
-        assert status == 200 and b"JupyterLab" in page
+        # The server's front page sends the browser to the start notebook.
+        with urllib.request.urlopen(f"{base}/?token={token}", timeout=5) as response:
+            assert response.geturl().startswith(f"{base}/lab/tree/notebooks/00_start_here.ipynb")
+            assert b"JupyterLab" in response.read()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
