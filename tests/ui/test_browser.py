@@ -182,7 +182,20 @@ def change_resume_slider(page: Page) -> None:
     expect(output).to_contain_text("crash after epoch 3: full checkpoint bit-identical: True", timeout=60_000)
 
 
-WIDGETS = {"01_weights_state_dict.ipynb": change_explorer, "03_checkpoints_resume.ipynb": change_resume_slider}
+def untick_conv1(page: Page) -> None:
+    """04: untick "conv1" in the layers to transfer; the kernel reloads, retrains and reports."""
+    output = page.locator(".widget-interact .widget-output").first
+    output.scroll_into_view_if_needed()
+    expect(output).to_contain_text("transferred: ['conv1', 'conv2', 'fc1', 'fc2'] -> 8 tensors", timeout=60_000)
+    page.locator(".widget-checkbox input").first.click()
+    expect(output).to_contain_text("transferred: ['conv2', 'fc1', 'fc2'] -> 6 tensors", timeout=60_000)
+
+
+WIDGETS = {
+    "01_weights_state_dict.ipynb": change_explorer,
+    "03_checkpoints_resume.ipynb": change_resume_slider,
+    "04_warm_start.ipynb": untick_conv1,
+}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
