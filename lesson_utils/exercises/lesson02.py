@@ -1,0 +1,74 @@
+"""Exercises for lesson 02 (whole model, pickle, safetensors). ``from lesson_utils.exercises import lesson02 as ex``."""
+
+from pathlib import Path
+
+import torch
+
+from lesson_utils.exercises.core import Incorrect, Question, choice
+
+q1 = choice(
+    "lesson02.q1",
+    "Since torch 2.6, what does torch.load(path) do when you pass nothing else?",
+    {
+        "a": "weights_only=False: it unpickles anything",
+        "b": "weights_only=True: only tensors and plain types",
+        "c": "mmap=True",
+    },
+    "b",
+    {
+        "a": "that was the default before 2.6, and why the original lesson's whole-model load worked then",
+        "c": "mmap is off unless you ask for it (lesson 05)",
+    },
+    hint="Run the original lesson's `torch.load('model.pth')` on a whole model and read the error.",
+)
+
+
+def _safetensors_file(net: torch.nn.Module, st_path: object) -> str:
+    from safetensors.torch import load_file
+
+    path = Path(str(st_path))
+    if not path.is_file():
+        raise Incorrect(f"there is no file at {path}: write it with safetensors.torch.save_file")
+    with open(path, "rb") as f:
+        if f.read(2) == b"PK":
+            raise Incorrect(
+                "this is a torch.save file (a zip archive): use safetensors.torch.save_file(net.state_dict(), st_path)"
+            )
+    try:
+        loaded = load_file(path)
+    except Exception as error:
+        raise Incorrect(f"safetensors cannot read {path} ({type(error).__name__}: {error})") from None
+    expected = net.state_dict()
+    if loaded.keys() != expected.keys():
+        raise Incorrect(f"the file has {sorted(loaded)[:3]}..., expected net's keys {sorted(expected)[:3]}...")
+    differ = [key for key in expected if not torch.equal(loaded[key], expected[key])]
+    if differ:
+        raise Incorrect(f"{differ[0]} differs from net's: save net.state_dict() itself")
+    return f"a safetensors file with all {len(expected)} tensors of net: no pickle, nothing runs when it loads"
+
+
+q2 = Question(
+    "lesson02.q2",
+    "Save `net`'s weights in the safetensors format to `st_path`.",
+    _safetensors_file,
+    names=["net", "st_path"],
+    hint="`from safetensors.torch import save_file`; it takes a dict of tensors and a path.",
+    solution="from safetensors.torch import save_file\nsave_file(net.state_dict(), st_path)",
+)
+
+q3 = choice(
+    "lesson02.q3",
+    "A checkpoint you downloaded fails with 'Weights only load failed'. What do you do?",
+    {
+        "a": "load it with weights_only=False",
+        "b": "list what it needs (get_unsafe_globals_in_checkpoint); allowlist only classes you trust, or ask for "
+        "a state_dict or safetensors file",
+        "c": "rename the file to .safetensors",
+    },
+    "b",
+    {
+        "a": "weights_only=False runs whatever the file says: lesson 02 shows a payload doing exactly that",
+        "c": "the name does not change the bytes: a pickle stays a pickle",
+    },
+    hint="Section 3 of lesson 02: what happened to the marker file with each option?",
+)
