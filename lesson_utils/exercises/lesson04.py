@@ -23,12 +23,12 @@ def _warm_started(target: object, source_state: object) -> str:
 
 q1 = Question(
     "lesson04.q1",
-    "Warm start `target` (a Net with 4 classes) from `source_state` (a 10-class Net's state_dict): transfer every "
-    "tensor that fits, keep the new head.",
+    "Build `target`, a Net with 4 classes, and warm start it from `source_state` (a 10-class Net's state_dict): "
+    "transfer every tensor that fits, keep the new head.",
     _warm_started,
     names=["target", "source_state"],
     hint="strict=False alone raises on fc3's size mismatch: filter by shape first (or use load_matching_weights).",
-    solution="load_matching_weights(target, source_state)",
+    solution="target = Net(num_classes=4)\nload_matching_weights(target, source_state)",
 )
 
 q2 = choice(
