@@ -94,7 +94,7 @@ def test_l02_q2_safetensors(net, tmp_path):
     save_file(Net().state_dict(), path)
     expect(q, {"net": net, "st_path": path}, INCORRECT, "differs from net's")
     save_file({"w": torch.ones(2)}, path)
-    expect(q, {"net": net, "st_path": path}, INCORRECT, "expected net's keys")
+    expect(q, {"net": net, "st_path": path}, INCORRECT, "the keys do not match net's state_dict")
     path.write_text("hello")
     expect(q, {"net": net, "st_path": path}, INCORRECT, "safetensors cannot read")
 

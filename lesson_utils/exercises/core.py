@@ -76,6 +76,26 @@ class Question:
         print(f"A solution for {self.qid}:\n{self._solution}")
 
 
+def require_same_tensors(found: Mapping[str, object], expected: Mapping[str, object], owner: str = "net") -> None:
+    """Raise :class:`Incorrect` unless ``found`` has exactly ``expected``'s keys and equal tensors.
+
+    Example:
+        >>> import torch
+        >>> require_same_tensors({"w": torch.ones(1)}, {"w": torch.zeros(1)})
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: w differs from net's: save the state_dict of `net` itself
+    """
+    import torch
+
+    if found.keys() != expected.keys():
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        raise Incorrect(f"the keys do not match {owner}'s state_dict: missing {missing}, unexpected {extra}")
+    differ = [key for key in expected if not torch.equal(found[key], expected[key])]
+    if differ:
+        raise Incorrect(f"{differ[0]} differs from {owner}'s: save the state_dict of `{owner}` itself")
+
+
 def results_json() -> str:
     """Every recorded result as JSON (what the grader collects after running a notebook).
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice
+from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
 
 
 def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
@@ -24,12 +24,7 @@ def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
     if not isinstance(loaded, dict):
         raise Incorrect(f"the file holds a {type(loaded).__name__}; expected the dict that net.state_dict() returns")
     expected = net.state_dict()
-    if loaded.keys() != expected.keys():
-        missing, extra = sorted(set(expected) - set(loaded)), sorted(set(loaded) - set(expected))
-        raise Incorrect(f"the keys do not match net's state_dict: missing {missing}, unexpected {extra}")
-    differ = [key for key in expected if not torch.equal(loaded[key], expected[key])]
-    if differ:
-        raise Incorrect(f"{differ[0]} in the file differs from net's: save the state_dict of `net` itself")
+    require_same_tensors(loaded, expected)
     return f"the file holds all {len(expected)} tensors of net, bit for bit"
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice
+from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
 
 q1 = choice(
     "lesson02.q1",
@@ -39,11 +39,7 @@ def _safetensors_file(net: torch.nn.Module, st_path: object) -> str:
     except Exception as error:
         raise Incorrect(f"safetensors cannot read {path} ({type(error).__name__}: {error})") from None
     expected = net.state_dict()
-    if loaded.keys() != expected.keys():
-        raise Incorrect(f"the file has {sorted(loaded)[:3]}..., expected net's keys {sorted(expected)[:3]}...")
-    differ = [key for key in expected if not torch.equal(loaded[key], expected[key])]
-    if differ:
-        raise Incorrect(f"{differ[0]} differs from net's: save net.state_dict() itself")
+    require_same_tensors(loaded, expected)
     return f"a safetensors file with all {len(expected)} tensors of net: no pickle, nothing runs when it loads"
 
 
