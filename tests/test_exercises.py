@@ -17,6 +17,8 @@ from lesson_utils.exercises import (
     lesson02,
     lesson03,
     lesson04,
+    lesson05,
+    lesson06,
     results_json,
 )
 from lesson_utils.training import train_one_epoch
@@ -72,6 +74,10 @@ def test_l01_q2_eval_mode(net):
         (lesson02.q3, "b", {"a": "runs whatever the file says", "c": "a pickle stays a pickle", "": "one letter"}),
         (lesson03.q3, "b", {"a": "different weights", "c": "still lost", "d": "one letter"}),
         (lesson04.q2, "c", {"a": "missing_keys", "b": "unexpected_keys", "x": "one letter"}),
+        (lesson05.q2, "b", {"a": "replaces the parameter tensors", "c": "holding meta tensors", "?": "one letter"}),
+        (lesson05.q3, "b", {"a": "does not check the CRC32", "c": "cannot repair", "d": "one letter"}),
+        (lesson06.q1, "b", {"a": "whole model on one rank", "c": "follow the ranks", "4": "one letter"}),
+        (lesson06.q3, "b", {"a": "that is dcp.save", "c": "must be copied first", "b)": "one letter"}),
     ],
 )
 def test_multiple_choice(question, right, wrongs):
@@ -165,6 +171,44 @@ def test_l04_q3_prefix(net):
     expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": changed}, INCORRECT, "do not touch the values")
     expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": {"fc3.bias": net.fc3.bias}}, INCORRECT, "the keys")
     expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": "x"}, INCORRECT, "should be a dict")
+
+
+# lesson 05 -----------------------------------------------------------------------------------
+
+
+def test_l05_q1_lean_load(net, tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(net.state_dict(), path)
+    with torch.device("meta"):
+        lean = Net()
+    lean.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
+    expect(lesson05.q1, {"model": lean, "weights_path": path}, CORRECT, "straight from the file's pages")
+    copied = Net()
+    copied.load_state_dict(torch.load(path, weights_only=True))
+    expect(lesson05.q1, {"model": copied, "weights_path": path}, INCORRECT, "a private copy")
+    with torch.device("meta"):
+        empty = Net()
+    expect(lesson05.q1, {"model": empty, "weights_path": path}, INCORRECT, "still on the meta device")
+    expect(lesson05.q1, {"model": Net(), "weights_path": path}, INCORRECT, "load the weights from `weights_path`")
+
+
+# lesson 06 -----------------------------------------------------------------------------------
+
+
+def test_l06_q2_single_file(net, tmp_path):
+    checkpoint_dir, single = tmp_path / "dcp", tmp_path / "single.pt"
+    checkpoint_dir.mkdir()
+    torch.save(net.state_dict(), checkpoint_dir / "expected.pt")
+    names = {"checkpoint_dir": checkpoint_dir, "single_path": single}
+    expect(lesson06.q2, names, INCORRECT, "there is no file")
+    torch.save({"model": net.state_dict(), "optimizer": {}}, single)
+    expect(lesson06.q2, names, CORRECT)
+    torch.save(net.state_dict(), single)
+    expect(lesson06.q2, names, INCORRECT, "a dict with 'model'")
+    torch.save({"model": Net().state_dict()}, single)
+    expect(lesson06.q2, names, INCORRECT, "convert the checkpoint in `checkpoint_dir`")
+    torch.save({"model": net}, single)
+    expect(lesson06.q2, names, INCORRECT, "cannot read it")
 
 
 def test_a_checker_that_breaks_on_a_strange_answer_reports_instead_of_crashing():

@@ -76,7 +76,9 @@ class Question:
         print(f"A solution for {self.qid}:\n{self._solution}")
 
 
-def require_same_tensors(found: Mapping[str, object], expected: Mapping[str, object], owner: str = "net") -> None:
+def require_same_tensors(
+    found: Mapping[str, object], expected: Mapping[str, object], owner: str = "net", advice: str = ""
+) -> None:
     """Raise :class:`Incorrect` unless ``found`` has exactly ``expected``'s keys and equal tensors.
 
     Example:
@@ -93,7 +95,7 @@ def require_same_tensors(found: Mapping[str, object], expected: Mapping[str, obj
         raise Incorrect(f"the keys do not match {owner}'s state_dict: missing {missing}, unexpected {extra}")
     differ = [key for key in expected if not torch.equal(found[key], expected[key])]
     if differ:
-        raise Incorrect(f"{differ[0]} differs from {owner}'s: save the state_dict of `{owner}` itself")
+        raise Incorrect(f"{differ[0]} differs from {owner}'s: {advice or f'save the state_dict of `{owner}` itself'}")
 
 
 def results_json() -> str:
