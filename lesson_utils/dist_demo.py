@@ -45,7 +45,7 @@ def make_model() -> nn.Sequential:
 
     Example:
         >>> sum(p.numel() for p in make_model().parameters())
-        6794
+        6922
     """
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
