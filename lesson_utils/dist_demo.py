@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -200,10 +201,24 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as error:
         if not (isinstance(error, SystemExit) and error.code in (0, None)):
             print(f"dist_demo error (rank {rank}): {type(error).__name__}: {error}", file=sys.stderr, flush=True)
-        raise
-    finally:
         if dist.is_initialized():
-            dist.destroy_process_group()
+            dist.destroy_process_group()  # no barrier: the other ranks may never get there
+        raise
+    if dist.is_initialized():
+        shut_down()
+
+
+def shut_down() -> None:
+    """Leave the process group cleanly, all ranks together.
+
+    FSDP modules hold the process group through reference cycles, so without ``gc.collect()``
+    the group's gloo threads are torn down only at interpreter exit, which can abort the
+    process (``terminate called without an active exception``) after its work is done. The
+    barrier makes every rank finish talking before any rank closes its connections.
+    """
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
