@@ -72,6 +72,7 @@ def test_l01_q2_eval_mode(net):
         (lesson01.q3, "b", {"a": "running_mean", "c": "optimizer.state_dict()", "z": "one letter"}),
         (lesson02.q1, "b", {"a": "before 2.6", "c": "mmap is off", "yes": "one letter"}),
         (lesson02.q3, "b", {"a": "runs whatever the file says", "c": "a pickle stays a pickle", "": "one letter"}),
+        (lesson02.q4, "b", {"a": "sample_inputs/model.pt", "c": "no weights_only argument", "d": "one letter"}),
         (lesson03.q3, "b", {"a": "different weights", "c": "still lost", "d": "one letter"}),
         (lesson04.q2, "c", {"a": "missing_keys", "b": "unexpected_keys", "x": "one letter"}),
         (lesson05.q2, "b", {"a": "replaces the parameter tensors", "c": "holding meta tensors", "?": "one letter"}),

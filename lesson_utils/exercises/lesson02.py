@@ -68,3 +68,22 @@ q3 = choice(
     },
     hint="Section 3 of lesson 02: what happened to the marker file with each option?",
 )
+
+
+q4 = choice(
+    "lesson02.q4",
+    "Someone you do not know sends you model.pt2, made with torch.export. Is torch.export.load(path) safe?",
+    {
+        "a": "yes: the graph is JSON and the weights are raw bytes",
+        "b": "no: the archive also holds pickles, and torch.export.load can unpickle them with weights_only=False",
+        "c": "yes, if you pass weights_only=True",
+    },
+    "b",
+    {
+        "a": "look inside the archive: data/sample_inputs/model.pt is a torch.save pickle, and lesson 02 shows "
+        "a payload in it running on load",
+        "c": "torch.export.load has no weights_only argument (torch 2.14); it falls back to weights_only=False "
+        "by itself",
+    },
+    hint="Lesson 02, section 5: what happened to the marker file when the tampered .pt2 was loaded?",
+)
