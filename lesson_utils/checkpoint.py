@@ -2,8 +2,11 @@
 
 ``save_checkpoint`` writes to a temporary file in the same folder, flushes and fsyncs
 it, then renames it over the final name (``os.replace`` is atomic), so the final name
-only ever holds a complete file. ``load_checkpoint`` always uses ``weights_only=True``
-and turns each way a file can be wrong into an error that says what to do.
+only ever holds a complete file. A save killed mid-write leaves its hidden temporary
+file behind (as large as a checkpoint); the next save into the same folder deletes the
+temporaries of processes that no longer run on this machine. ``load_checkpoint`` always
+uses ``weights_only=True`` and turns each way a file can be wrong into an error that says
+what to do.
 
 Example:
     >>> import tempfile, torch
@@ -20,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import socket
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +32,8 @@ from typing import Any
 import torch
 
 NAME_PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
+# ".ckpt_00000003.pt.tmp-<host>-<pid>": where a save writes before the rename
+TEMPORARY_PATTERN = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
 
 # Types the restricted unpickler of torch.load(weights_only=True) reads back. Scalars are
 # compared by exact type: numpy.float64 is a subclass of float, but does not load back.
@@ -118,7 +124,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
     if not path.parent.is_dir():
         raise CheckpointNotFoundError(f"Cannot save {path}: the folder {path.parent} does not exist. Create it first.")
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    remove_stale_temporaries(path.parent)  # left by saves that were killed mid-write
     try:
         with open(tmp, "wb") as f:
             torch.save(dict(checkpoint), f)
@@ -138,6 +145,40 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
         for old in _numbered_checkpoints(path.parent)[:-keep_last]:
             old.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of saves that were killed mid-write; return what was deleted.
+
+    Only temporaries written on this machine by processes that no longer exist are removed:
+    a save still running in another process, or one by another machine sharing the folder,
+    keeps its file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> leftover = folder / f".ckpt_00000001.pt.tmp-{socket.gethostname()}-{2**22 + 1}"  # no such pid
+        >>> leftover.touch()
+        >>> [p.name == leftover.name for p in remove_stale_temporaries(folder)]
+        [True]
+    """
+    host, removed = socket.gethostname(), []
+    for candidate in Path(folder).iterdir():
+        match = TEMPORARY_PATTERN.match(candidate.name)
+        if match and match["host"] == host and not _process_exists(int(match["pid"])):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, and belongs to another user
+    return True
 
 
 def _numbered_checkpoints(folder: Path) -> list[Path]:

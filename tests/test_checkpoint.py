@@ -3,6 +3,9 @@ import os
 import pickle
 import random
 import signal
+import socket
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -41,6 +44,22 @@ def test_round_trip_keeps_every_tensor(good):
 
 def test_no_temporary_file_is_left_after_a_save(good):
     assert [p.name for p in good.parent.iterdir()] == ["good.pt"]
+
+
+def test_a_save_removes_only_the_temporaries_of_dead_processes_on_this_machine(tmp_path):
+    host = socket.gethostname()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # that process has exited
+    dead = tmp_path / f".ckpt_00000001.pt.tmp-{host}-{dead_pid}"
+    running = tmp_path / f".ckpt_00000001.pt.tmp-{host}-{os.getppid()}"  # a save still in progress
+    elsewhere = tmp_path / f".ckpt_00000001.pt.tmp-another-machine-{dead_pid}"  # a shared folder
+    unrelated = tmp_path / ".notes.txt"
+    for path in (dead, running, elsewhere, unrelated):
+        path.write_bytes(b"partial")
+    save_checkpoint(tmp_path / checkpoint_name(2), {"epoch": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, elsewhere.name, unrelated.name, checkpoint_name(2)]
+    )
 
 
 def test_missing_file(tmp_path):
@@ -191,7 +210,8 @@ def test_sigkill_during_save_never_leaves_a_partial_file_under_the_final_name(tm
         versions.append(checkpoint["version"])
         leftovers = [p.name for p in tmp_path.iterdir() if p.name != "ckpt.pt"]
         assert all(name.startswith(".ckpt.pt.tmp-") for name in leftovers), leftovers
-        killed_mid_save += f".ckpt.pt.tmp-{child.pid}" in leftovers
+        assert len(leftovers) <= 1, f"the next save did not remove the earlier leftovers: {leftovers}"
+        killed_mid_save += f".ckpt.pt.tmp-{socket.gethostname()}-{child.pid}" in leftovers
     # The test must have exercised both cases: kills after completed saves, and kills mid-write.
     assert sum(v > 0 for v in versions) >= 10, versions
     assert killed_mid_save >= 5, killed_mid_save
