@@ -3,8 +3,6 @@
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -12,12 +10,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -28,44 +20,36 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, b""
 
 
-def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path):
+def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path, free_port, start_server):
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     lab_args = f"--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
-    server = subprocess.Popen(
+    server = start_server(
         ["make", "--no-print-directory", "lab", f"LAB_ARGS={lab_args}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read().decode()
-            try:
-                if get(f"{base}/api/status?token={token}")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("JupyterLab did not answer within 90 s")
-
-        status, body = get(f"{base}/api/contents/notebooks/00_start_here.ipynb?token={token}")
-        assert status == 200
-        notebook = json.loads(body)["content"]
-        assert any("Start here" in "".join(cell["source"]) for cell in notebook["cells"])
-        assert get(f"{base}/api/contents/notebooks/00_start_here.ipynb")[0] == 403  # no token, no notebook
-        # The server's front page sends the browser to the start notebook.
-        with urllib.request.urlopen(f"{base}/?token={token}", timeout=5) as response:
-            assert response.geturl().startswith(f"{base}/lab/tree/notebooks/00_start_here.ipynb")
-            assert b"JupyterLab" in response.read()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stdout.read().decode()
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            if get(f"{base}/api/status?token={token}")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        raise AssertionError("JupyterLab did not answer within 90 s")
+
+    status, body = get(f"{base}/api/contents/notebooks/00_start_here.ipynb?token={token}")
+    assert status == 200
+    notebook = json.loads(body)["content"]
+    assert any("Start here" in "".join(cell["source"]) for cell in notebook["cells"])
+    assert get(f"{base}/api/contents/notebooks/00_start_here.ipynb")[0] == 403  # no token, no notebook
+    # The server's front page sends the browser to the start notebook.
+    with urllib.request.urlopen(f"{base}/?token={token}", timeout=5) as response:
+        assert response.geturl().startswith(f"{base}/lab/tree/notebooks/00_start_here.ipynb")
+        assert b"JupyterLab" in response.read()

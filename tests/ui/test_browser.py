@@ -12,8 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,14 +34,8 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, free_port, start_server):
     """A JupyterLab server on a free loopback port, serving a copy of notebooks/ (so autosave
     can never overwrite the stored outputs), with a random token and a temporary HOME."""
     home = tmp_path_factory.mktemp("home")
@@ -80,27 +72,19 @@ def lab(tmp_path_factory):
     ]
     if os.getuid() == 0:
         command.append("--allow-root")
-    log = open(home / "server.log", "wb")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (home / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("JupyterLab did not start within 90 s") from None
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    with open(home / "server.log", "wb") as log:  # the server keeps its own copy of the descriptor
+        server = start_server(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        assert server.poll() is None, (home / "server.log").read_text()
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError("JupyterLab did not start within 90 s") from None
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}", token
 
 
 @pytest.fixture(scope="module")
