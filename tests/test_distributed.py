@@ -1,5 +1,6 @@
 """Real multi-process DCP runs (torchrun, gloo, CPU): sharded save, resharded loads, failures."""
 
+import shutil
 import subprocess
 
 import pytest
@@ -42,6 +43,15 @@ def test_conversion_to_one_file_matches_the_trained_parameters(checkpoint, tmp_p
 def test_a_failing_worker_raises_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match=r"failed \(exit code 1\): \(rank 0\): FileNotFoundError: no DCP checkpoint"):
         launch("load", tmp_path / "missing", nproc=2, timeout=120)
+
+
+def test_a_failure_on_one_rank_while_the_other_waits_to_shut_down_is_an_error_not_a_hang(checkpoint, tmp_path):
+    # Rank 1 finishes and waits at the shut-down barrier; rank 0 then fails reading expected.pt.
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoint, broken)
+    (broken / "expected.pt").write_text("not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"\(rank 0\): UnpicklingError"):
+        launch("load", broken, nproc=2, timeout=120)
 
 
 def test_a_run_over_its_time_limit_is_killed_not_left_hanging(tmp_path):
