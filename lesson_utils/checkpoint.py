@@ -166,7 +166,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     for candidate in Path(folder).iterdir():
         match = TEMPORARY_PATTERN.match(candidate.name)
         if match and match["host"] == host and not _process_exists(int(match["pid"])):
-            candidate.unlink(missing_ok=True)
+            try:
+                candidate.unlink(missing_ok=True)
+            except OSError:
+                continue  # e.g. another user's file in a shared folder: no reason to fail this save
             removed.append(candidate)
     return removed
 

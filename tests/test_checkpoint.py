@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,21 @@ def test_a_save_removes_only_the_temporaries_of_dead_processes_on_this_machine(t
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [running.name, elsewhere.name, unrelated.name, checkpoint_name(2)]
     )
+
+
+def test_a_leftover_that_cannot_be_deleted_does_not_stop_the_save(tmp_path, monkeypatch):
+    leftover = tmp_path / f".ckpt_00000001.pt.tmp-{socket.gethostname()}-{2**22 + 1}"  # above any pid
+    leftover.write_bytes(b"partial")
+    unlink = Path.unlink
+
+    def refuse_leftovers(self, missing_ok=False):  # as for another user's file in a sticky folder
+        if self == leftover:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse_leftovers)
+    path = save_checkpoint(tmp_path / checkpoint_name(2), {"epoch": 2})
+    assert load_checkpoint(path)["epoch"] == 2 and leftover.exists()
 
 
 def test_missing_file(tmp_path):
