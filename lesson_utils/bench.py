@@ -54,6 +54,8 @@ def rss_anon() -> int:
 class PeakSampler:
     """Samples :func:`rss_anon` every millisecond in a thread; ``peak`` is the highest seen.
 
+    ``samples`` counts the samples taken so far (on a busy machine the thread may be late).
+
     Example:
         >>> with PeakSampler() as sampler:
         ...     block = bytearray(50_000_000)
@@ -63,6 +65,7 @@ class PeakSampler:
 
     def __enter__(self) -> PeakSampler:
         self.start = self.peak = rss_anon()
+        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,6 +74,7 @@ class PeakSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.001):
             self.peak = max(self.peak, rss_anon())
+            self.samples += 1
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

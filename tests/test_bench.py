@@ -10,8 +10,13 @@ from lesson_utils.bench import LOAD_WAYS, PeakSampler, format_table, measure_loa
 def test_peak_sampler_sees_a_short_lived_allocation():
     with PeakSampler() as sampler:
         block = b"x" * 80_000_000
-        time.sleep(0.05)  # alive for 50 sampling periods, then freed before the sampler stops
+        # Keep the block until the thread has sampled a few times since it was made (not for a
+        # fixed time: on a busy machine the thread can be late), then free it before the end.
+        seen, deadline = sampler.samples, time.monotonic() + 30
+        while sampler.samples < seen + 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
         del block
+    assert sampler.samples >= seen + 3, "the sampling thread did not run for 30 s"
     assert sampler.peak - sampler.start > 70_000_000
 
 
