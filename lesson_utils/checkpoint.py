@@ -161,9 +161,16 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         >>> leftover.touch()
         >>> [p.name == leftover.name for p in remove_stale_temporaries(folder)]
         [True]
+        >>> remove_stale_temporaries(folder / "typo")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.checkpoint.CheckpointNotFoundError: Checkpoint folder ... does not exist. Check the path.
     """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointNotFoundError(f"Checkpoint folder {folder} does not exist. Check the path.")
     host, removed = socket.gethostname(), []
-    for candidate in Path(folder).iterdir():
+    for candidate in folder.iterdir():
         match = TEMPORARY_PATTERN.match(candidate.name)
         if match and match["host"] == host and not _process_exists(int(match["pid"])):
             try:
