@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lint format notebooks browser clean
+.PHONY: setup lab check test lint format notebooks timings browser clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -13,6 +13,10 @@ setup:  ## create .venv and install the pinned dependencies (skipped when up to 
 lab: setup  ## open the walkthrough in JupyterLab on 127.0.0.1, with a token
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb $(ROOT_FLAG) $(LAB_ARGS)
+
+check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no notebooks, browser or torchrun)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest lesson_utils tests -m "not slow" $(PYTEST_ARGS)
 
 test: setup browser  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
 	$(BIN)/ruff check .
@@ -26,6 +30,9 @@ format: setup  ## ruff format the python files
 
 notebooks: setup  ## re-execute every notebook in place to regenerate its stored outputs
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
+
+timings: setup  ## run every notebook in a fresh kernel and print a table of seconds (a measurement, not a test)
+	$(BIN)/python scripts/execute_notebooks.py --time $(NOTEBOOKS)
 
 browser:  ## install Debian's Chromium for the browser tests when it is missing (needs apt-get)
 	@./scripts/install_browser.sh

@@ -1,4 +1,4 @@
-"""The training loop of lessons 03 and 04, and the random-number state a resume needs.
+"""The training loop and accuracy of lessons 03 and 04, and the random-number state a resume needs.
 
 Two things make a run reproducible epoch by epoch, and both are visible here:
 
@@ -38,6 +38,17 @@ def epoch_order_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter: where its inputs must go.
+
+    Example:
+        >>> from lesson_utils import Net
+        >>> model_device(Net())
+        device(type='cpu')
+    """
+    return next(model.parameters()).device
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -48,6 +59,8 @@ def train_one_epoch(
 ) -> list[float]:
     """Train ``model`` for one epoch (cross-entropy, random flips); return each batch's loss.
 
+    Each batch is moved to the model's device, so the same call works on a CPU and a GPU.
+
     Example:
         >>> from lesson_utils import Net, OfflineShapes
         >>> net = Net()
@@ -56,17 +69,43 @@ def train_one_epoch(
         2
     """
     model.train()
+    device = model_device(model)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=epoch_order_generator(seed, epoch))
     losses = []
-    for images, labels in tqdm(loader, desc=f"epoch {epoch}", leave=False):
-        flip = torch.rand(len(images)) < 0.5  # augmentation: global RNG, like dropout
+    # iter() first: tqdm.auto calls iter() on what it wraps, and a second iterator over the
+    # loader would draw from the order generator again, changing the epoch's order.
+    for images, labels in tqdm(iter(loader), total=len(loader), desc=f"epoch {epoch}", leave=False):
+        # augmentation from torch's global CPU RNG, like dropout: the same flips on every device
+        flip = torch.rand(len(images)) < 0.5
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        images, labels = images.to(device), labels.to(device)  # the data follow the model
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def accuracy(model: torch.nn.Module, dataset: Dataset, batch_size: int = 500) -> float:
+    """The fraction of ``dataset`` that ``model`` classifies right (any map-style dataset).
+
+    Runs in eval mode without gradients, on the model's device, and gives the model back in
+    the mode it was in.
+
+    Example:
+        >>> from lesson_utils import Net, OfflineShapes
+        >>> 0.0 <= accuracy(Net(), OfflineShapes(100)) <= 1.0
+        True
+    """
+    device, was_training = model_device(model), model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in DataLoader(dataset, batch_size=batch_size):
+            correct += (model(images.to(device)).argmax(1) == labels.to(device)).sum().item()
+    model.train(was_training)
+    return correct / len(dataset)
 
 
 def rng_state() -> dict[str, object]:

@@ -9,6 +9,8 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from lesson_utils.dist_demo import launch, make_model
 
+pytestmark = pytest.mark.slow  # starts processes or servers: left out of `make check`
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

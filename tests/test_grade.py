@@ -6,8 +6,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from lesson_utils.grade import grade_folder
+
+pytestmark = pytest.mark.slow  # starts processes or servers: left out of `make check`
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "notebooks" / "exercises" / "solutions"
 

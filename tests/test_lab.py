@@ -9,6 +9,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts processes or servers: left out of `make check`
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
