@@ -5,15 +5,18 @@
 
 Save side (in this process, best of ``--repeats``): raw ``write()`` + ``fsync`` of the
 bytes of a ``torch.save`` file, ``save_checkpoint`` (atomic and durable), plain
-``torch.save`` (neither). Load side: each way in a **fresh subprocess**, so one way's
-memory cannot hide another's: raw ``read()``, naive (build, ``torch.load``,
+``torch.save`` (neither), and ``torch.save`` with its CRC32s turned off. Load side: each
+way in a **fresh subprocess**, so one way's memory cannot hide another's: raw ``read()``, naive (build, ``torch.load``,
 ``load_state_dict``), ``mmap=True``, meta device + ``mmap=True`` + ``assign=True``, and
 safetensors. Memory is the peak of the process's *anonymous* memory (``RssAnon``, sampled
 every millisecond) above what it held before the load: private copies of the weights
-count, pages of the file that the kernel maps from its cache do not.
+count, pages of the file that the kernel maps from its cache do not. Each load is also
+timed together with the first forward pass after it, because a memory-mapped load defers
+reading the weights to their first use.
 
 The machine is shared and noisy: compare the ratios of one run, not seconds across runs.
-Lesson 05 calls :func:`measure_load` to draw its charts.
+The measuring itself lives in :mod:`lesson_utils.memory` (lesson 05 uses it too); this
+module is the command line and the table.
 
 Example:
     >>> LOAD_WAYS[0]
@@ -25,122 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-LOAD_WAYS = ["raw read", "naive", "mmap", "meta + mmap + assign", "safetensors"]
-
-
-def rss_anon() -> int:
-    """This process's anonymous resident memory in bytes (Linux ``/proc/self/status``).
-
-    Example:
-        >>> rss_anon() > 0
-        True
-    """
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("RssAnon not found in /proc/self/status: this benchmark needs Linux")
-
-
-class PeakSampler:
-    """Samples :func:`rss_anon` every millisecond in a thread; ``peak`` is the highest seen.
-
-    ``samples`` counts the samples taken so far (on a busy machine the thread may be late).
-
-    Example:
-        >>> with PeakSampler() as sampler:
-        ...     block = bytearray(50_000_000)
-        >>> sampler.peak - sampler.start > 40_000_000
-        True
-    """
-
-    def __enter__(self) -> PeakSampler:
-        self.start = self.peak = rss_anon()
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, rss_anon())
-            self.samples += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_anon())
-
-
-def _load(way: str, path: str) -> object:
-    """One way of getting VGG16's weights from ``path`` into memory (runs in the child)."""
-    if way == "raw read":
-        with open(path, "rb") as f:
-            return f.read()
-    import torchvision
-    from safetensors.torch import load_file
-
-    if way == "naive":
-        model = torchvision.models.vgg16(weights=None)
-        model.load_state_dict(torch.load(path, weights_only=True))
-    elif way == "mmap":
-        model = torchvision.models.vgg16(weights=None)
-        model.load_state_dict(torch.load(path, mmap=True, weights_only=True))
-    elif way == "meta + mmap + assign":
-        with torch.device("meta"):
-            model = torchvision.models.vgg16(weights=None)  # no memory, no random init
-        model.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
-    elif way == "safetensors":
-        model = torchvision.models.vgg16(weights=None)
-        model.load_state_dict(load_file(path))
-    else:
-        raise ValueError(f"unknown load way {way!r}; expected one of {LOAD_WAYS}")
-    return model
-
-
-def _child(way: str, path: str) -> None:
-    if way != "raw read":
-        import torchvision  # noqa: F401 - imported before measuring, like in a real program
-
-    with open(path, "rb") as f:  # warm the page cache: measure loading, not the disk
-        while f.read(1 << 24):
-            pass
-    with PeakSampler() as sampler:
-        start = time.perf_counter()
-        loaded = _load(way, path)
-        seconds = time.perf_counter() - start
-    del loaded
-    print(json.dumps({"way": way, "seconds": seconds, "extra_anon_bytes": sampler.peak - sampler.start}))
-
-
-def measure_load(way: str, path: str | os.PathLike, timeout: float = 300) -> dict[str, float]:
-    """Load ``path`` one ``way`` in a fresh python process; seconds and extra anonymous bytes.
-
-    Example:
-        >>> import tempfile
-        >>> p = Path(tempfile.mkdtemp()) / "x.bin"; _ = p.write_bytes(bytes(1000))
-        >>> measure_load("raw read", p)["way"]
-        'raw read'
-    """
-    if way not in LOAD_WAYS:
-        raise ValueError(f"unknown load way {way!r}; expected one of {LOAD_WAYS}")
-    # Run this file as a script, not ``-m lesson_utils.bench``: the child then imports torch
-    # but not the whole lesson_utils package, which saves seconds per measurement.
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", way, str(path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if result.returncode:
-        raise RuntimeError(f"measuring {way!r} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+from lesson_utils.memory import LOAD_WAYS, measure_load
 
 
 def _best_seconds(action, repeats: int) -> float:
@@ -163,6 +57,7 @@ def run(repeats: int = 1, folder: str | None = None) -> dict[str, object]:
     """Measure everything; returns the results (seconds, bytes and ratios)."""
     import torchvision
     from safetensors.torch import save_file
+    from torch.utils.serialization import config
 
     from lesson_utils.checkpoint import save_checkpoint
 
@@ -176,7 +71,14 @@ def run(repeats: int = 1, folder: str | None = None) -> dict[str, object]:
         data = torch_file.read_bytes()
         save["save_checkpoint"] = _best_seconds(lambda: save_checkpoint(tmp / "ckpt.pt", state), repeats)
         save["raw write + fsync"] = _best_seconds(lambda: _write_fsync(tmp / "raw.bin", data), repeats)
-        save = {name: save[name] for name in ("raw write + fsync", "save_checkpoint", "torch.save")}
+        config.save.compute_crc32 = False
+        try:
+            save["torch.save, CRC32 off"] = _best_seconds(lambda: torch.save(state, tmp / "nocrc.pt"), repeats)
+        finally:
+            config.save.compute_crc32 = True  # a process-wide setting: always put it back
+        save = {
+            name: save[name] for name in ("raw write + fsync", "save_checkpoint", "torch.save", "torch.save, CRC32 off")
+        }
         save_file(state, safetensors_file)
         load = {}
         for way in LOAD_WAYS:
@@ -185,8 +87,10 @@ def run(repeats: int = 1, folder: str | None = None) -> dict[str, object]:
             load[way] = {
                 "seconds": min(r["seconds"] for r in runs),
                 "extra_anon_bytes": min(r["extra_anon_bytes"] for r in runs),
+                "load_and_forward_seconds": min(r["seconds"] + (r["first_forward_seconds"] or 0) for r in runs),
             }
     raw_write, raw_read, naive = save["raw write + fsync"], load["raw read"]["seconds"], load["naive"]["seconds"]
+    naive_forward = load["naive"]["load_and_forward_seconds"]
     return {
         "weights_bytes": weight_bytes,
         "repeats": repeats,
@@ -196,6 +100,7 @@ def run(repeats: int = 1, folder: str | None = None) -> dict[str, object]:
                 **v,
                 "vs_raw_read": v["seconds"] / raw_read,
                 "speedup_vs_naive": naive / v["seconds"],
+                "speedup_vs_naive_with_forward": naive_forward / v["load_and_forward_seconds"],
                 "extra_memory_vs_weights": v["extra_anon_bytes"] / weight_bytes,
             }
             for k, v in load.items()
@@ -211,13 +116,23 @@ def format_table(results: dict[str, object]) -> str:
     lines.append(f"{'save':<22} {'seconds':>8} {'vs raw write+fsync':>20}")
     for name, r in results["save"].items():
         lines.append(f"{name:<22} {r['seconds']:>8.3f} {r['vs_raw_write_fsync']:>19.2f}x")
-    lines += ["", f"{'load':<22} {'seconds':>8} {'vs raw read':>12} {'faster than naive':>18} {'extra memory':>14}"]
+    lines += [
+        "",
+        f"{'load':<22} {'seconds':>8} {'vs raw read':>12} {'faster than naive':>18} {'extra memory':>14}"
+        f" {'+ 1st forward':>14} {'faster than naive':>18}",
+    ]
     for name, r in results["load"].items():
+        with_forward = (
+            ""
+            if name == "raw read"
+            else (f" {r['load_and_forward_seconds']:>14.3f} {r['speedup_vs_naive_with_forward']:>17.1f}x")
+        )
         lines.append(
             f"{name:<22} {r['seconds']:>8.3f} {r['vs_raw_read']:>11.2f}x {r['speedup_vs_naive']:>17.1f}x"
-            f" {r['extra_memory_vs_weights']:>11.2f}x w"
+            f" {r['extra_memory_vs_weights']:>11.2f}x w{with_forward}"
         )
-    lines.append("(extra memory: peak anonymous memory added by the load, as a multiple of the weights' bytes)")
+    lines.append("(extra memory: peak anonymous memory added by the load, as a multiple of the weights' bytes;")
+    lines.append(" + 1st forward: the load and one forward pass on a 224x224 image, where a lazy load reads the file)")
     return "\n".join(lines)
 
 
@@ -225,11 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lesson_utils.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", default="build/bench.json", help="where to write the results (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each measurement; the best counts")
-    parser.add_argument("--child", nargs=2, metavar=("WAY", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        _child(*args.child)
-        return
     results = run(repeats=args.repeats)
     print(format_table(results))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import socket
+import struct
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -236,6 +237,36 @@ def _verify_crc32(path: Path) -> None:
             f"{path} is truncated or corrupt: record {bad!r} does not match the CRC32 stored when it was saved. "
             "Load the previous checkpoint (latest_checkpoint) or retrain."
         )
+
+
+def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Where each storage record of a ``torch.save`` file lies: ``{record name: (start, end)}``.
+
+    The offsets come from each record's *local* zip header (30 bytes, then the name and
+    the local extra field, whose length torch.save chooses so that the data starts on a
+    64-byte boundary; the central directory's copy of the extra field may differ).
+
+    Example:
+        >>> import tempfile, torch
+        >>> p = Path(tempfile.mkdtemp()) / "t.pt"; torch.save({"w": torch.arange(4.0)}, p)
+        >>> (start, end), = tensor_record_spans(p).values()
+        >>> p.read_bytes()[start:end] == torch.arange(4.0).numpy().tobytes(), start % 64
+        (True, 0)
+    """
+    path = Path(path)
+    spans = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        for info in archive.infolist():
+            if not re.search(r"/data/\d+$", info.filename):
+                continue  # data.pkl, version, byteorder, ...: not a storage
+            f.seek(info.header_offset)
+            header = f.read(30)
+            if header[:4] != b"PK\x03\x04":
+                raise CorruptCheckpointError(f"{path}: record {info.filename!r} has no local zip header")
+            name_length, extra_length = struct.unpack("<HH", header[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            spans[info.filename] = (start, start + info.compress_size)
+    return spans
 
 
 def load_checkpoint(

@@ -63,6 +63,26 @@ def imagenet_weights_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
+def pretrained_requested() -> bool:
+    """Whether ``LESSON_PRETRAINED=1`` asks :func:`vgg16` for ImageNet weights (used if on disk).
+
+    Example:
+        >>> pretrained_requested() == (os.environ.get("LESSON_PRETRAINED") == "1")
+        True
+    """
+    return os.environ.get(PRETRAINED_ENV, "") == "1"
+
+
+def uses_pretrained() -> bool:
+    """Whether :func:`vgg16` (called without an argument) returns ImageNet weights right now.
+
+    Example:
+        >>> uses_pretrained() == (pretrained_requested() and imagenet_weights_file().is_file())
+        True
+    """
+    return pretrained_requested() and imagenet_weights_file().is_file()
+
+
 def vgg16(pretrained: bool | None = None) -> torchvision.models.VGG:
     """VGG16 built with the ``weights=`` API; it never downloads anything.
 
@@ -78,7 +98,7 @@ def vgg16(pretrained: bool | None = None) -> torchvision.models.VGG:
         1000
     """
     if pretrained is None:
-        pretrained = os.environ.get(PRETRAINED_ENV, "") == "1"
+        pretrained = pretrained_requested()
     cached = imagenet_weights_file()
     if pretrained and cached.is_file():
         # The file is in the cache, so torchvision reads it instead of downloading.

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from lesson_utils.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    tensor_record_spans,
 )
 
 
@@ -105,12 +105,21 @@ def test_truncated_file(good, keep):
 
 
 def flip_bytes_inside_a_tensor(path):
-    with zipfile.ZipFile(path) as archive:
-        record = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 1000)
+    spans = tensor_record_spans(path)
+    start, end = next(span for span in spans.values() if span[1] - span[0] > 1000)
+    middle = (start + end) // 2
     data = bytearray(path.read_bytes())
-    start = record.header_offset + 30 + len(record.filename) + len(record.extra) + record.file_size // 2
-    data[start : start + 8] = b"\xff" * 8
+    data[middle : middle + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))
+
+
+def test_tensor_record_spans_point_at_each_tensors_bytes(tmp_path):
+    state = {"a": torch.arange(300.0), "b": torch.ones(7, dtype=torch.float64)}
+    path = tmp_path / "two.pt"
+    torch.save(state, path)
+    data = path.read_bytes()
+    found = sorted(data[start:end] for start, end in tensor_record_spans(path).values())
+    assert found == sorted(t.numpy().tobytes() for t in state.values())
 
 
 def test_corrupt_tensor_bytes_are_caught_by_the_crc(good):

@@ -10,7 +10,7 @@ on, in fresh kernels, comparing no outputs and allowing no error.
 
 torchvision's ``CIFAR10`` checks each file's md5 against the real download, which a
 fabricated folder cannot match; the kernels therefore start with a ``sitecustomize`` that
-skips that one check (and nothing else). Everything after it, from ``CIFAR10.__getitem__``
+skips that one comparison (the files must still exist). Everything after it, from ``CIFAR10.__getitem__``
 through the lessons' data loaders to the model, is the code a student with CIFAR-10 runs.
 """
 
@@ -39,9 +39,12 @@ ENV_NAMES = ("DATA_ENV", "PRETRAINED_ENV")
 
 SKIP_MD5 = """\
 # Written by tests/test_opt_in.py: this CIFAR-10 folder is fabricated, so its md5s differ.
+# The files must still exist; only their md5 is not compared.
+import os
+
 import torchvision.datasets.cifar as cifar
 
-cifar.CIFAR10._check_integrity = lambda self: True
+cifar.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
 """
 
 
@@ -52,7 +55,8 @@ def write_cifar10(root: Path, n_train: int = 2000, n_test: int = 500) -> None:
 
     def batch(dataset: OfflineShapes, part: slice) -> dict:
         images = ((dataset.images[part].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return {b"data": images.reshape(len(images), -1).numpy(), b"labels": dataset.labels[part].tolist()}
+        # str keys: the real files come from python 2, whose keys torchvision reads back as str
+        return {"data": images.reshape(len(images), -1).numpy(), "labels": dataset.labels[part].tolist()}
 
     train, test = OfflineShapes(n_train, seed=0), OfflineShapes(n_test, seed=1)
     step = n_train // 5
@@ -66,12 +70,20 @@ def write_cifar10(root: Path, n_train: int = 2000, n_test: int = 500) -> None:
 
 
 def write_vgg16_hub_file(torch_home: Path) -> Path:
-    """VGG16's ImageNet file name in the hub cache, holding a state_dict of the right shapes."""
+    """VGG16's ImageNet file name in the hub cache, holding a state_dict of the right shapes.
+
+    Its biases are not zero, as real ImageNet weights' are not: a lesson that takes
+    torchvision's zero-initialised biases for granted fails here as it would with real ones.
+    """
     import torchvision
 
     path = torch_home / "hub" / "checkpoints" / "vgg16-397923af.pth"
     path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)
+    state = torchvision.models.vgg16(weights=None).state_dict()
+    for name, tensor in state.items():
+        if name.endswith("bias"):  # trained biases are not zero, unlike torchvision's initial ones
+            tensor.normal_(0, 0.01)
+    torch.save(state, path)
     return path
 
 
@@ -147,4 +159,4 @@ def test_cifar_format_round_trip(tmp_path: Path) -> None:
     write_cifar10(tmp_path, n_train=50, n_test=10)
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
         batch = pickle.load(f)
-    assert batch[b"data"].dtype == np.uint8 and batch[b"data"].shape == (10, 3072)
+    assert batch["data"].dtype == np.uint8 and batch["data"].shape == (10, 3072)

@@ -5,19 +5,7 @@ from pathlib import Path
 import torch
 
 from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
-
-
-def _mapped_from(tensor: torch.Tensor, path: Path) -> bool:
-    """True when the tensor's memory lies in a memory map of ``path`` (Linux /proc/self/maps)."""
-    address, target = tensor.data_ptr(), str(path.resolve())
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].strip() == target:
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                if start <= address < end:
-                    return True
-    return False
+from lesson_utils.memory import mapped_from
 
 
 def _lean_load(model: object, weights_path: object) -> str:
@@ -28,7 +16,7 @@ def _lean_load(model: object, weights_path: object) -> str:
         raise Incorrect(f"{meta[0]} is still on the meta device (no data): load with assign=True")
     expected = torch.load(Path(str(weights_path)), weights_only=True)
     require_same_tensors(model.state_dict(), expected, "the file", "load the weights from `weights_path`")
-    if not all(_mapped_from(t, Path(str(weights_path))) for t in model.state_dict().values()):
+    if not all(mapped_from(t, Path(str(weights_path))) for t in model.state_dict().values()):
         raise Incorrect(
             "the weights are a private copy, not the file's pages: build on the meta device and load with "
             "torch.load(..., mmap=True, weights_only=True) and load_state_dict(..., assign=True)"
