@@ -1,15 +1,58 @@
-"""Helpers shared by the save & load lessons. Each module is about one topic:
+"""Helpers shared by the save & load lessons, one module per job:
 
-- :mod:`lesson_utils.models`: ``Net`` (the original lesson's network, fixed) and ``vgg16``.
+- :mod:`lesson_utils.models`: ``Net`` (the original lesson's network, fixed) and an offline ``vgg16``.
 - :mod:`lesson_utils.original`: the original, buggy ``Net``, kept to show its errors.
-- :mod:`lesson_utils.data`: ``OfflineShapes``, an offline CIFAR-shaped dataset.
+- :mod:`lesson_utils.data`: ``OfflineShapes``, an offline CIFAR-shaped dataset, and the opt-in CIFAR-10.
 - :mod:`lesson_utils.env`: ``seed_everything`` and ``env_report``.
+- :mod:`lesson_utils.training`: the training loop, ``accuracy``, and the RNG state a resume needs.
 - :mod:`lesson_utils.checkpoint`: atomic ``save_checkpoint`` and safe ``load_checkpoint``.
+- :mod:`lesson_utils.transfer`: ``load_matching_weights`` for warm starts.
 - :mod:`lesson_utils.explore`: the state_dict explorer widget of lesson 01.
+- :mod:`lesson_utils.gpu_file`: a file labelled as saved on a GPU, for the ``map_location`` demo.
+- :mod:`lesson_utils.memory`: measuring what a load costs (lesson 05 and the benchmark).
+- :mod:`lesson_utils.bench`: the benchmark's command line (``python -m lesson_utils.bench``).
+- :mod:`lesson_utils.dist_demo`: what every process of lesson 06 runs, and ``launch``.
+- :mod:`lesson_utils.exercises`: the exercise questions and their checkers.
+- :mod:`lesson_utils.grade`: the teachers' grader (``python -m lesson_utils.grade``).
+
+The names below are imported on first use, so a process that needs only one module (a
+torchrun worker, a measuring child) does not pay for torchvision.
+
+Example:
+    >>> import lesson_utils
+    >>> lesson_utils.Net.__module__
+    'lesson_utils.models'
 """
 
-from lesson_utils.data import OfflineShapes, load_datasets
-from lesson_utils.env import env_report, seed_everything
-from lesson_utils.models import Net, vgg16
+from __future__ import annotations
 
-__all__ = ["Net", "OfflineShapes", "env_report", "load_datasets", "seed_everything", "vgg16"]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "Net": "lesson_utils.models",
+    "vgg16": "lesson_utils.models",
+    "OfflineShapes": "lesson_utils.data",
+    "load_datasets": "lesson_utils.data",
+    "env_report": "lesson_utils.env",
+    "seed_everything": "lesson_utils.env",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # pyproject.toml's [project] version, the one place it is written
+        from importlib.metadata import version
+
+        globals()[name] = version("lesson-utils")
+        return globals()[name]
+    if name not in _HOMES:
+        raise AttributeError(f"module 'lesson_utils' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES) | {"__version__"})
