@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from tqdm.auto import tqdm
+
+from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
 
 COLLECT = "from lesson_utils.exercises.core import results_json\nprint('GRADER_RESULTS ' + results_json())"
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
 
 ROOT = Path(__file__).resolve().parent.parent
 OPT_IN = ("LESSON_PRETRAINED", "LESSON_DATA")
