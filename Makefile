@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab check test lint format notebooks timings browser clean
+.PHONY: setup lab check test lint format notebooks timings browser release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -36,6 +36,9 @@ timings: setup  ## run every notebook in a fresh kernel and print a table of sec
 
 browser:  ## install Debian's Chromium for the browser tests when it is missing (needs apt-get)
 	@./scripts/install_browser.sh
+
+release-check: setup  ## before tagging vX.Y.Z: versions agree (pyproject, CHANGELOG, CITATION.cff, 00), no tag yet, then `make test` (quick: RELEASE_ARGS=--no-tests)
+	$(BIN)/python scripts/release_check.py $(RELEASE_ARGS)
 
 clean:  ## remove .venv, build outputs and caches
 	rm -rf $(VENV) build .ruff_cache

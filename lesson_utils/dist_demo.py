@@ -96,10 +96,12 @@ def save(folder: Path, steps: int) -> None:
     model_state, optimizer_state = get_state_dict(model, optimizer)  # sharded: each rank its part
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
     full = full_parameters(model)
+    full_counts = [None] * world
+    dist.all_gather_object(full_counts, len(full))  # how many whole tensors each rank received
     if rank == 0:
         torch.save(full, folder / "expected.pt")
         local = {k: tuple(v.to_local().shape) for k, v in model_state.items()} if world > 1 else {}
-        print(json.dumps({"world_size": world, "rank0_local_shapes": local}))
+        print(json.dumps({"world_size": world, "rank0_local_shapes": local, "full_tensors_per_rank": full_counts}))
 
 
 def load(folder: Path) -> None:

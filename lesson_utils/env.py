@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torchvision
 
+import lesson_utils
 from lesson_utils.data import DATA_ENV, cifar10_dir, cifar10_on_disk
 from lesson_utils.models import PRETRAINED_ENV, imagenet_weights_file
 
@@ -44,6 +45,7 @@ def env_report() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "lesson-utils": lesson_utils.__version__,  # the collection's version (pyproject.toml, CHANGELOG.md)
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "cpu threads": str(torch.get_num_threads()),
         "ImageNet VGG16 weights": (

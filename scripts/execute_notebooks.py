@@ -25,7 +25,7 @@ from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-
 
 ROOT = Path(__file__).resolve().parent.parent
 OPT_IN = ("LESSON_PRETRAINED", "LESSON_DATA")
-LIMIT_SECONDS = 60  # LESSON_DESIGN.md: each notebook runs top to bottom in well under a minute
+LIMIT_SECONDS = 60  # each notebook must run top to bottom in a fresh kernel in under a minute here
 
 
 def all_notebooks() -> list[Path]:
