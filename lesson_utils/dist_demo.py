@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +36,8 @@ from torch.distributed.checkpoint.state_dict import (
     get_state_dict,
     set_state_dict,
 )
+
+from lesson_utils.processes import run, write_result
 
 
 def make_model() -> nn.Sequential:
@@ -101,7 +100,7 @@ def save(folder: Path, steps: int) -> None:
     if rank == 0:
         torch.save(full, folder / "expected.pt")
         local = {k: tuple(v.to_local().shape) for k, v in model_state.items()} if world > 1 else {}
-        print(json.dumps({"world_size": world, "rank0_local_shapes": local, "full_tensors_per_rank": full_counts}))
+        write_result({"world_size": world, "rank0_local_shapes": local, "full_tensors_per_rank": full_counts})
 
 
 def load(folder: Path) -> None:
@@ -120,7 +119,7 @@ def load(folder: Path) -> None:
     if rank == 0:
         expected = torch.load(folder / "expected.pt", weights_only=True)
         equal = sorted(loaded) == sorted(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)
-        print(json.dumps({"world_size": world, "tensors": len(expected), "all_equal": equal}))
+        write_result({"world_size": world, "tensors": len(expected), "all_equal": equal})
         if not equal:
             raise SystemExit("the loaded parameters differ from the saved ones")
 
@@ -144,11 +143,11 @@ def compare_async(folder: Path, steps: int) -> None:
     train(model, optimizer, rank, steps)  # ...and does, while the files are written
     future.result()  # wait before exiting (or before the next save)
     if rank == 0:
-        print(json.dumps({"sync_blocked_s": sync_blocked, "async_blocked_s": async_blocked}))
+        write_result({"sync_blocked_s": sync_blocked, "async_blocked_s": async_blocked})
 
 
 def launch(action: str, folder: str | os.PathLike, nproc: int = 2, timeout: float = 180) -> dict:
-    """Run ``action`` on ``nproc`` processes (``torchrun``; plain python for 1); its JSON report.
+    """Run ``action`` on ``nproc`` processes (``torchrun``; plain python for 1); rank 0's result.
 
     A failing worker raises ``RuntimeError`` with the end of its output; a run that takes
     longer than ``timeout`` seconds is killed (every process of it) and raises ``TimeoutError``.
@@ -164,26 +163,18 @@ def launch(action: str, folder: str | os.PathLike, nproc: int = 2, timeout: floa
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone"]
         command += ["-m", "lesson_utils.dist_demo", action, str(folder)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
-    )
     try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and every worker it started
-        process.communicate()
+        finished = run(command, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    except TimeoutError:
         raise TimeoutError(f"{action!r} on {nproc} process(es) did not finish within {timeout} s; killed") from None
-    if process.returncode:
-        reasons = sorted(
-            {line.split("dist_demo error ", 1)[1] for line in output.splitlines() if "dist_demo error " in line}
-        )
-        tail = "\n".join(line for line in output.splitlines() if not line.startswith("W1"))[-3000:]
+    if finished.returncode:
+        errors = sorted(value for name, value in finished.results.items() if name.startswith("error"))
+        tail = "\n".join(line for line in finished.output.splitlines() if not line.startswith("W1"))[-3000:]
         raise RuntimeError(
-            f"{action!r} on {nproc} process(es) failed (exit code {process.returncode}): "
-            f"{'; '.join(reasons) or 'see the output below'}. The end of its output:\n{tail}"
+            f"{action!r} on {nproc} process(es) failed (exit code {finished.returncode}): "
+            f"{'; '.join(errors) or 'see the output below'}. The end of its output:\n{tail}"
         )
-    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    return finished.results["result"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             compare_async(args.folder, args.steps)
     except BaseException as error:
         if not (isinstance(error, SystemExit) and error.code in (0, None)):
-            print(f"dist_demo error (rank {rank}): {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            write_result(f"(rank {rank}): {type(error).__name__}: {error}", name=f"error-rank{rank}")
         if dist.is_initialized():
             dist.destroy_process_group()  # no barrier: the other ranks may never get there
         raise

@@ -12,15 +12,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 import torch
+
+from lesson_utils.processes import run, write_result
 
 LOAD_WAYS = ["raw read", "naive", "mmap", "meta + mmap + assign", "safetensors"]
 
@@ -147,15 +147,13 @@ def _child(way: str, path: str) -> None:
             loaded(torch.zeros(1, 3, 224, 224))
         forward_seconds = time.perf_counter() - start
     del loaded
-    print(
-        json.dumps(
-            {
-                "way": way,
-                "seconds": seconds,
-                "first_forward_seconds": forward_seconds,
-                "extra_anon_bytes": sampler.peak - sampler.start,
-            }
-        )
+    write_result(
+        {
+            "way": way,
+            "seconds": seconds,
+            "first_forward_seconds": forward_seconds,
+            "extra_anon_bytes": sampler.peak - sampler.start,
+        }
     )
 
 
@@ -174,10 +172,10 @@ def measure_load(way: str, path: str | os.PathLike, timeout: float = 300) -> dic
     # Run this file as a script, not ``-m lesson_utils.memory``: the child then imports torch
     # but not the whole lesson_utils package, which saves seconds per measurement.
     command = [sys.executable, str(Path(__file__).resolve()), "--child", way, str(path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if result.returncode:
-        raise RuntimeError(f"measuring {way!r} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    finished = run(command, timeout=timeout)
+    if finished.returncode or "result" not in finished.results:
+        raise RuntimeError(f"measuring {way!r} failed (exit {finished.returncode}):\n{finished.output[-2000:]}")
+    return finished.results["result"]
 
 
 if __name__ == "__main__":  # the child of measure_load: python memory.py --child WAY PATH

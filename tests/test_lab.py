@@ -3,8 +3,6 @@
 import json
 import os
 import secrets
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,25 +26,14 @@ def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path, free_port, st
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     lab_args = f"--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
-    server = start_server(
+    base = f"http://127.0.0.1:{port}"
+    start_server(
         ["make", "--no-print-directory", "lab", f"LAB_ARGS={lab_args}"],
+        ready_url=f"{base}/api/status?token={token}",
+        log=tmp_path / "lab.log",
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert server.poll() is None, server.stdout.read().decode()
-        try:
-            if get(f"{base}/api/status?token={token}")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        raise AssertionError("JupyterLab did not answer within 90 s")
 
     status, body = get(f"{base}/api/contents/notebooks/00_start_here.ipynb?token={token}")
     assert status == 200

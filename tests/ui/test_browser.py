@@ -12,9 +12,7 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -74,18 +72,9 @@ def lab(tmp_path_factory, free_port, start_server):
     ]
     if os.getuid() == 0:
         command.append("--allow-root")
-    with open(home / "server.log", "wb") as log:  # the server keeps its own copy of the descriptor
-        server = start_server(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        assert server.poll() is None, (home / "server.log").read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError("JupyterLab did not start within 90 s") from None
-            time.sleep(0.5)
+    start_server(
+        command, ready_url=f"http://127.0.0.1:{port}/api/status?token={token}", log=home / "server.log", env=env
+    )
     yield f"http://127.0.0.1:{port}", token
 
 
