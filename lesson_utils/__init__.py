@@ -3,8 +3,9 @@
 - :mod:`lesson_utils.models`: ``Net`` (the original lesson's network, fixed) and an offline ``vgg16``.
 - :mod:`lesson_utils.original`: the original, buggy ``Net``, kept to show its errors.
 - :mod:`lesson_utils.data`: ``OfflineShapes``, an offline CIFAR-shaped dataset, and the opt-in CIFAR-10.
-- :mod:`lesson_utils.env`: ``seed_everything`` and ``env_report``.
-- :mod:`lesson_utils.training`: the training loop, ``accuracy``, and the RNG state a resume needs.
+- :mod:`lesson_utils.env`: ``env_report``.
+- :mod:`lesson_utils.reproducibility`: ``seed_everything``, the RNG state a resume needs, the data order.
+- :mod:`lesson_utils.training`: the training loop and ``accuracy``, on the model's device.
 - :mod:`lesson_utils.checkpoint`: atomic ``save_checkpoint`` and safe ``load_checkpoint``.
 - :mod:`lesson_utils.transfer`: ``load_matching_weights`` for warm starts.
 - :mod:`lesson_utils.explore`: the state_dict explorer widget of lesson 01.
@@ -14,6 +15,8 @@
 - :mod:`lesson_utils.dist_demo`: what every process of lesson 06 runs, and ``launch``.
 - :mod:`lesson_utils.exercises`: the exercise questions and their checkers.
 - :mod:`lesson_utils.grade`: the teachers' grader (``python -m lesson_utils.grade``).
+- :mod:`lesson_utils.notebooks`: executing a notebook in a fresh kernel (nbclient, one wake-up fixed).
+- :mod:`lesson_utils.processes`: child processes in groups of their own, with time limits and result files.
 
 The names below are imported on first use, so a process that needs only one module (a
 torchrun worker, a measuring child) does not pay for torchvision.
@@ -35,7 +38,7 @@ _HOMES = {
     "OfflineShapes": "lesson_utils.data",
     "load_datasets": "lesson_utils.data",
     "env_report": "lesson_utils.env",
-    "seed_everything": "lesson_utils.env",
+    "seed_everything": "lesson_utils.reproducibility",
 }
 
 __all__ = sorted(_HOMES)

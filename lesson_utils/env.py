@@ -1,35 +1,22 @@
-"""Seeding and a short report of the environment.
+"""A short report of the environment: versions, device, and the optional files found.
 
 Example:
-    >>> seed_everything(0)
-    >>> import torch
-    >>> a = torch.rand(1); seed_everything(0); torch.equal(a, torch.rand(1))
-    True
+    >>> report = env_report()  # doctest: +ELLIPSIS
+    python ...
+    >>> sorted(report)[:2]
+    ['CIFAR-10', 'ImageNet VGG16 weights']
 """
 
 from __future__ import annotations
 
 import platform
-import random
 
-import numpy as np
 import torch
 import torchvision
 
 import lesson_utils
 from lesson_utils.data import DATA_ENV, cifar10_dir, cifar10_on_disk
 from lesson_utils.models import PRETRAINED_ENV, imagenet_weights_file
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's ``random``, numpy and torch (CPU and every GPU).
-
-    Example:
-        >>> seed_everything(42)
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def env_report() -> dict[str, str]:

@@ -1,6 +1,6 @@
-"""The training loop and accuracy of lessons 03 and 04, and the random-number state a resume needs.
+"""The training loop and the accuracy of lessons 03 and 04, on whatever device the model is.
 
-Two things make a run reproducible epoch by epoch, and both are visible here:
+The loop is reproducible epoch by epoch (see :mod:`lesson_utils.reproducibility`):
 
 - the **data order** of epoch ``e`` is drawn from its own generator seeded with
   ``(seed, e)``, so a resumed run knows the order from the epoch number alone;
@@ -18,24 +18,12 @@ Example:
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-
-def epoch_order_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator that shuffles epoch ``epoch``: the order depends on (seed, epoch) only.
-
-    Example:
-        >>> a = torch.randperm(5, generator=epoch_order_generator(0, 3))
-        >>> torch.equal(a, torch.randperm(5, generator=epoch_order_generator(0, 3)))
-        True
-    """
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+from lesson_utils.reproducibility import epoch_order_generator
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -106,38 +94,3 @@ def accuracy(model: torch.nn.Module, dataset: Dataset, batch_size: int = 500) ->
             correct += (model(images.to(device)).argmax(1) == labels.to(device)).sum().item()
     model.train(was_training)
     return correct / len(dataset)
-
-
-def rng_state() -> dict[str, object]:
-    """Every global RNG's state (python, numpy, torch CPU and CUDA), as plain types and tensors.
-
-    The result loads with ``torch.load(..., weights_only=True)``; ``np.random.get_state()``
-    itself would not (it holds an ndarray), so numpy's key is stored as a tensor.
-
-    Example:
-        >>> state = rng_state()
-        >>> a = torch.rand(1); set_rng_state(state); torch.equal(a, torch.rand(1))
-        True
-    """
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict[str, object]) -> None:
-    """Restore what :func:`rng_state` captured.
-
-    Example:
-        >>> set_rng_state(rng_state())
-    """
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
