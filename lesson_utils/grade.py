@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -31,8 +32,15 @@ from nbclient.exceptions import DeadKernelError
 from tqdm.auto import tqdm
 
 from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
+from lesson_utils.processes import RESULT_DIR_ENV
 
-COLLECT = "from lesson_utils.exercises.core import results_json\nprint('GRADER_RESULTS ' + results_json())"
+# The last cell the grader adds: the questions' results, written to the file the grader names.
+COLLECT = (
+    "import json as _json\n"
+    "from lesson_utils.exercises.core import results_json as _results_json\n"
+    "from lesson_utils.processes import write_result as _write_result\n"
+    "_write_result(_json.loads(_results_json()), name='grader')"
+)
 
 
 def _errors(notebook: nbformat.NotebookNode) -> list[str]:
@@ -44,12 +52,9 @@ def _errors(notebook: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def _collected(notebook: nbformat.NotebookNode) -> list[dict]:
-    for output in notebook.cells[-1].get("outputs", []):
-        for line in output.get("text", "").splitlines():
-            if line.startswith("GRADER_RESULTS "):
-                return json.loads(line.removeprefix("GRADER_RESULTS "))
-    return []
+def _collected(result_dir: Path) -> list[dict]:
+    path = result_dir / "grader.json"
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def grade_notebook(path: Path, timeout: float) -> dict:
@@ -62,7 +67,7 @@ def grade_notebook(path: Path, timeout: float) -> dict:
     if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
         return {**row, "status": "empty", "reason": "the notebook has no code"}
     notebook.cells.append(nbformat.v4.new_code_cell(COLLECT))
-    with tempfile.TemporaryDirectory(prefix="grade-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="grade-") as workdir, tempfile.TemporaryDirectory() as result_dir:
         for sibling in path.parent.iterdir():  # data files next to the notebook, as the student had them
             if sibling.is_file() and sibling.suffix != ".ipynb":
                 shutil.copy(sibling, workdir)
@@ -75,7 +80,8 @@ def grade_notebook(path: Path, timeout: float) -> dict:
         )
         start = time.monotonic()
         try:
-            asyncio.run(asyncio.wait_for(client.async_execute(), timeout=timeout))
+            kernel_env = {**os.environ, RESULT_DIR_ENV: result_dir}
+            asyncio.run(asyncio.wait_for(client.async_execute(env=kernel_env), timeout=timeout))
         except Exception as error:
             if time.monotonic() - start >= timeout * 0.95 or isinstance(error, TimeoutError):
                 # the limit was hit (cancelling a run can surface as other errors from the kernel's sockets)
@@ -83,8 +89,8 @@ def grade_notebook(path: Path, timeout: float) -> dict:
             if isinstance(error, DeadKernelError):
                 return {**row, "status": "crashed", "reason": f"the kernel died: {str(error)[:200]}"}
             return {**row, "status": "crashed", "reason": f"{type(error).__name__}: {str(error)[:200]}"}
+        row["results"] = _collected(Path(result_dir))
     errors = _errors(notebook)
-    row["results"] = _collected(notebook)
     if errors:
         row.update(status="ran with errors", reason="; ".join(errors))
     return row
