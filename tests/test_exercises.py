@@ -95,15 +95,15 @@ def test_multiple_choice(question, right, wrongs):
 def test_l02_q2_safetensors(net, tmp_path):
     q, path = lesson02.q2, tmp_path / "w.safetensors"
     save_file(net.state_dict(), path)
-    expect(q, {"net": net, "st_path": path}, CORRECT, "no pickle")
+    expect(q, {"net": net, "safetensors_path": path}, CORRECT, "no pickle")
     torch.save(net.state_dict(), path)
-    expect(q, {"net": net, "st_path": path}, INCORRECT, "this is a torch.save file")
+    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "this is a torch.save file")
     save_file(Net().state_dict(), path)
-    expect(q, {"net": net, "st_path": path}, INCORRECT, "differs from net's")
+    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "differs from net's")
     save_file({"w": torch.ones(2)}, path)
-    expect(q, {"net": net, "st_path": path}, INCORRECT, "the keys do not match net's state_dict")
+    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "the keys do not match net's state_dict")
     path.write_text("hello")
-    expect(q, {"net": net, "st_path": path}, INCORRECT, "safetensors cannot read")
+    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "safetensors cannot read")
 
 
 # lesson 03 -----------------------------------------------------------------------------------
@@ -121,16 +121,16 @@ def test_l03_q1_resumable_checkpoint(trained, tmp_path):
     q, path = lesson03.q1, tmp_path / "c.pt"
     good = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(good, path)
-    expect(q, {"ckpt_path": path}, CORRECT)
+    expect(q, {"checkpoint_path": path}, CORRECT)
     torch.save({"epoch": 1, "model_state_dict": net.state_dict()}, path)
-    expect(q, {"ckpt_path": path}, INCORRECT, "lacks 'optimizer_state_dict'")
+    expect(q, {"checkpoint_path": path}, INCORRECT, "lacks 'optimizer_state_dict'")
     torch.save({**good, "loss": np.float64(0.3)}, path)
-    expect(q, {"ckpt_path": path}, INCORRECT, "refuses to load with weights_only=True")
+    expect(q, {"checkpoint_path": path}, INCORRECT, "refuses to load with weights_only=True")
     fresh = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
     torch.save({**good, "optimizer_state_dict": fresh.state_dict()}, path)
-    expect(q, {"ckpt_path": path}, INCORRECT, "no momentum buffers")
+    expect(q, {"checkpoint_path": path}, INCORRECT, "no momentum buffers")
     torch.save({**good, "epoch": "one"}, path)
-    expect(q, {"ckpt_path": path}, INCORRECT, "'epoch' should be an int")
+    expect(q, {"checkpoint_path": path}, INCORRECT, "'epoch' should be an int")
 
 
 def test_l03_q2_optimizer_on_the_loaded_model(trained):

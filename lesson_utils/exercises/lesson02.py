@@ -23,16 +23,17 @@ q1 = choice(
 )
 
 
-def _safetensors_file(net: torch.nn.Module, st_path: object) -> str:
+def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     from safetensors.torch import load_file
 
-    path = Path(str(st_path))
+    path = Path(str(safetensors_path))
     if not path.is_file():
         raise Incorrect(f"there is no file at {path}: write it with safetensors.torch.save_file")
     with open(path, "rb") as f:
         if f.read(2) == b"PK":
             raise Incorrect(
-                "this is a torch.save file (a zip archive): use safetensors.torch.save_file(net.state_dict(), st_path)"
+                "this is a torch.save file (a zip archive): "
+                "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
             )
     try:
         loaded = load_file(path)
@@ -45,11 +46,11 @@ def _safetensors_file(net: torch.nn.Module, st_path: object) -> str:
 
 q2 = Question(
     "lesson02.q2",
-    "Save `net`'s weights in the safetensors format to `st_path`.",
+    "Save `net`'s weights in the safetensors format to `safetensors_path`.",
     _safetensors_file,
-    names=["net", "st_path"],
+    names=["net", "safetensors_path"],
     hint="`from safetensors.torch import save_file`; it takes a dict of tensors and a path.",
-    solution="from safetensors.torch import save_file\nsave_file(net.state_dict(), st_path)",
+    solution="from safetensors.torch import save_file\nsave_file(net.state_dict(), safetensors_path)",
 )
 
 q3 = choice(

@@ -8,9 +8,9 @@ from lesson_utils.exercises.core import Incorrect, Question, choice
 REQUIRED = ["epoch", "model_state_dict", "optimizer_state_dict"]
 
 
-def _resumable_checkpoint(ckpt_path: object) -> str:
+def _resumable_checkpoint(checkpoint_path: object) -> str:
     try:
-        checkpoint = load_checkpoint(str(ckpt_path), required=REQUIRED)
+        checkpoint = load_checkpoint(str(checkpoint_path), required=REQUIRED)
     except CheckpointError as error:
         raise Incorrect(f"load_checkpoint refuses it: {error}") from None
     if not isinstance(checkpoint["epoch"], int):
@@ -25,15 +25,15 @@ def _resumable_checkpoint(ckpt_path: object) -> str:
 
 q1 = Question(
     "lesson03.q1",
-    "Train `net` for one epoch with `optimizer` (SGD with momentum), then write a checkpoint to `ckpt_path` "
+    "Train `net` for one epoch with `optimizer` (SGD with momentum), then write a checkpoint to `checkpoint_path` "
     "that lets training go on: epoch, model_state_dict, optimizer_state_dict.",
     _resumable_checkpoint,
-    names=["ckpt_path"],
+    names=["checkpoint_path"],
     hint="A plain dict of named entries; store numbers with .item() so weights_only=True can read them.",
     solution=(
         "train_one_epoch(net, optimizer, train_set, epoch=0)\n"
         "torch.save({'epoch': 1, 'model_state_dict': net.state_dict(),\n"
-        "            'optimizer_state_dict': optimizer.state_dict()}, ckpt_path)"
+        "            'optimizer_state_dict': optimizer.state_dict()}, checkpoint_path)"
     ),
 )
 
@@ -56,12 +56,13 @@ def _optimizer_on_model(model: object, optimizer: object) -> str:
 
 q2 = Question(
     "lesson03.q2",
-    "Resume from `ckpt_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) and load both states.",
+    "Resume from `checkpoint_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) "
+    "and load both states.",
     _optimizer_on_model,
     names=["model", "optimizer"],
     hint="Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states.",
     solution=(
-        "checkpoint = torch.load(ckpt_path, weights_only=True)\n"
+        "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"
         "model = Net()\n"
         "optimizer = optim.SGD(model.parameters(), lr=0.02, momentum=0.9)\n"
         "model.load_state_dict(checkpoint['model_state_dict'])\n"

@@ -29,7 +29,7 @@ if not CHROMIUM.exists():
         raise RuntimeError(f"browser tests cannot run in CI: {reason}")
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a server and a browser: left out of `make check`
 
@@ -146,12 +146,18 @@ def change_explorer(page: Page) -> None:
     expect(page.locator(".widget-html").first).to_contain_text("classifier.0.bias: shape (4096,)", timeout=30_000)
 
 
-def change_resume_slider(page: Page) -> None:
-    """03: nothing runs until asked; move the "crash after" slider, press "resume", see the re-plot."""
+def waiting_interact(page: Page, result_text: str) -> tuple[Locator, Locator]:
+    """The notebook's ``interact_manual`` widget and its output, checked to hold no result yet."""
     widget = page.locator(".widget-interact").first
     widget.scroll_into_view_if_needed()
     output = widget.locator(".widget-output").first
-    expect(output).not_to_contain_text("crash after epoch", timeout=5_000)  # computed nothing on display
+    expect(output).not_to_contain_text(result_text, timeout=5_000)  # displaying it computed nothing
+    return widget, output
+
+
+def change_resume_slider(page: Page) -> None:
+    """03: move the "crash after" slider, press "resume"; the kernel resumes and re-plots."""
+    widget, output = waiting_interact(page, "crash after epoch")
     widget.locator(".widget-slider .noUi-handle").first.focus()
     page.keyboard.press("ArrowRight")  # 1 -> 2
     widget.locator("button", has_text="resume").click()
@@ -160,11 +166,8 @@ def change_resume_slider(page: Page) -> None:
 
 
 def untick_conv1(page: Page) -> None:
-    """04: nothing runs until asked; untick "conv1", press "train"; the kernel reloads, retrains, reports."""
-    widget = page.locator(".widget-interact").first
-    widget.scroll_into_view_if_needed()
-    output = widget.locator(".widget-output").first
-    expect(output).not_to_contain_text("transferred:", timeout=5_000)  # computed nothing on display
+    """04: untick "conv1", press "train"; the kernel reloads, retrains and reports."""
+    widget, output = waiting_interact(page, "transferred:")
     widget.locator(".widget-checkbox input").first.click()
     widget.locator("button", has_text="train").click()
     expect(output).to_contain_text("transferred: ['conv2', 'fc1', 'fc2'] -> 6 tensors", timeout=60_000)
