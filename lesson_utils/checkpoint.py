@@ -1,12 +1,18 @@
-"""Training checkpoints that survive a crash mid-save and refuse to run code on load.
+"""Training checkpoints that survive a crash mid-save, prove their content on load, and never run code.
 
 ``save_checkpoint`` writes to a temporary file in the same folder, flushes and fsyncs
 it, then renames it over the final name (``os.replace`` is atomic), so the final name
 only ever holds a complete file. A save killed mid-write leaves its hidden temporary
 file behind (as large as a checkpoint); the next save into the same folder deletes the
-temporaries of processes that no longer run on this machine. ``load_checkpoint`` always
-uses ``weights_only=True`` and turns each way a file can be wrong into an error that says
-what to do.
+temporaries of processes that no longer run on this machine.
+
+**Integrity.** ``torch.save`` computes a CRC32 of every zip record, but ``torch.load``
+never checks it, and computing it costs more than writing the bytes on a fast disk.
+``save_checkpoint`` turns it off and stores instead a content hash of every tensor (xxHash's
+XXH3, about 20x faster than zlib's CRC32 here) and one of all other values, under the key
+``_integrity``. ``load_checkpoint`` checks them and removes the key; for a file written by
+plain ``torch.save`` it checks the zip CRC32s instead. ``load_checkpoint`` always uses
+``weights_only=True`` and turns each way a file can be wrong into an error that says what to do.
 
 Example:
     >>> import tempfile, torch
@@ -26,11 +32,14 @@ import re
 import socket
 import struct
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+import xxhash
+from torch.utils.serialization import config
 
 NAME_PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
 # ".ckpt_00000003.pt.tmp-<host>-<pid>": where a save writes before the rename
@@ -40,6 +49,7 @@ TEMPORARY_PATTERN = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
 # compared by exact type: numpy.float64 is a subclass of float, but does not load back.
 TENSOR_TYPES = (torch.Tensor, torch.Size, torch.dtype, torch.device)
 SCALAR_TYPES = (int, float, bool, str, bytes, type(None))
+INTEGRITY_KEY = "_integrity"  # written by save_checkpoint, checked and removed by load_checkpoint
 
 
 class CheckpointError(Exception):
@@ -95,9 +105,61 @@ def _first_unloadable(value: Any, where: str) -> str | None:
     return f"{where} is a {type(value).__module__}.{type(value).__qualname__}"
 
 
+def _leaves(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Every tensor and plain value in ``value`` with its place (``model_state_dict/fc1.bias``), in order."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{where}/{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{where}/{index}")
+    else:
+        yield where or "/", value
+
+
+def content_digests(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """XXH3-64 of every tensor's bytes (with its dtype and shape), and one of all other values.
+
+    Example:
+        >>> a = content_digests({"w": torch.ones(3), "epoch": 2})
+        >>> a == content_digests({"w": torch.ones(3), "epoch": 2})
+        True
+        >>> a == content_digests({"w": torch.ones(3), "epoch": 3})  # another value
+        False
+        >>> a == content_digests({"w": torch.zeros(3), "epoch": 2})  # another tensor
+        False
+        >>> a["tensors"]["/w"].startswith("torch.float32(3,):")
+        True
+    """
+    tensors, values = {}, xxhash.xxh3_64()
+    for where, leaf in _leaves(checkpoint):
+        if where.startswith(f"/{INTEGRITY_KEY}"):
+            continue
+        if isinstance(leaf, torch.Tensor):
+            data = leaf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            tensors[where] = f"{leaf.dtype}{tuple(leaf.shape)}:{xxhash.xxh3_64_hexdigest(data)}"
+        else:
+            shown = sorted(map(repr, leaf)) if isinstance(leaf, (set, frozenset)) else leaf  # a set has no order
+            values.update(f"{where}={shown!r};".encode())
+    return {"algorithm": "xxh3_64", "tensors": tensors, "values": values.hexdigest()}
+
+
+@contextmanager
+def _zip_crc32_off() -> Iterator[None]:
+    """torch.save without its CRC32s (a process-wide setting, put back afterwards)."""
+    before = config.save.compute_crc32
+    config.save.compute_crc32 = False
+    try:
+        yield
+    finally:
+        config.save.compute_crc32 = before
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep_last: int | None = None) -> Path:
     """Save ``checkpoint`` (a dict of tensors and plain values) atomically and durably.
 
+    The file also holds :func:`content_digests` of the checkpoint under ``"_integrity"``,
+    which :func:`load_checkpoint` verifies (the zip CRC32s are not computed: see the module).
     With ``keep_last=N``, only the N newest ``ckpt_<step>.pt`` files stay in the folder
     (``path`` must then be named with :func:`checkpoint_name`). Returns the final path.
 
@@ -118,6 +180,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
             f"{problem}, which torch.load(weights_only=True) refuses to read back. "
             "Store tensors and plain python values only, e.g. float(loss) or loss.item() for a numpy number."
         )
+    if INTEGRITY_KEY in checkpoint:
+        raise ValueError(f"the key {INTEGRITY_KEY!r} is save_checkpoint's own: rename that entry")
     if keep_last is not None and (keep_last < 1 or not NAME_PATTERN.match(path.name)):
         raise ValueError(
             f"keep_last needs keep_last >= 1 and a file named like {checkpoint_name(7)!r}, got {path.name!r}"
@@ -128,8 +192,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     remove_stale_temporaries(path.parent)  # left by saves that were killed mid-write
     try:
-        with open(tmp, "wb") as f:
-            torch.save(dict(checkpoint), f)
+        with open(tmp, "wb") as f, _zip_crc32_off():
+            torch.save({**checkpoint, INTEGRITY_KEY: content_digests(checkpoint)}, f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
@@ -269,17 +333,36 @@ def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return spans
 
 
+def _verify_digests(path: Path, checkpoint: dict[str, Any], recorded: Any) -> None:
+    """Compare the loaded content with the hashes save_checkpoint stored; name what differs."""
+    if not (isinstance(recorded, dict) and recorded.get("algorithm") == "xxh3_64"):
+        raise CorruptCheckpointError(f"{path}: its {INTEGRITY_KEY!r} entry is not one save_checkpoint writes.")
+    found = content_digests(checkpoint)
+    differ = sorted(set(recorded.get("tensors", {}).items()) ^ set(found["tensors"].items()))
+    places = sorted({where for where, _ in differ})
+    if found["values"] != recorded.get("values"):
+        places.append("its plain values (epoch, loss, ...)")
+    if places:
+        shown = ", ".join(places[:5]) + (f" and {len(places) - 5} more" if len(places) > 5 else "")
+        raise CorruptCheckpointError(
+            f"{path} is corrupt: {shown} no longer match(es) the content hash stored when it was saved. "
+            "Load the previous checkpoint (latest_checkpoint) or retrain."
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     required: Iterable[str] = (),
     map_location: str | torch.device = "cpu",
-    verify_crc: bool = True,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Load a checkpoint dict with ``torch.load(..., weights_only=True)``; never runs code.
 
-    With ``verify_crc`` (the default) every record is first checked against the CRC32 that
-    ``torch.save`` stored, because ``torch.load`` itself does not check it: a flipped byte
-    in a tensor would otherwise load silently. That costs one extra read of the file.
+    With ``verify`` (the default) the content is checked, because ``torch.load`` itself
+    checks nothing: a flipped byte in a tensor would otherwise load silently. A file from
+    :func:`save_checkpoint` is checked against its content hashes (which are then removed
+    from the returned dict); one from plain ``torch.save`` against its zip CRC32s, which
+    costs one extra read of the file.
 
     Raises a :class:`CheckpointError` subclass that names the file and what to do when
     the file is missing, empty, truncated, corrupt, not a checkpoint, lacks one of the
@@ -312,7 +395,7 @@ def load_checkpoint(
             f"{path} is not a file written by torch.save (it starts with {head!r}, "
             "expected a zip archive b'PK\\x03\\x04'). Check that the path points at a checkpoint."
         )
-    if head.startswith(b"PK") and verify_crc:
+    if head.startswith(b"PK") and verify:
         _verify_crc32(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -339,6 +422,9 @@ def load_checkpoint(
             f"{path} holds a {type(checkpoint).__name__}, not a dict of named entries. "
             "Expected a file saved with torch.save({'model_state_dict': ..., ...}, path)."
         )
+    recorded = checkpoint.pop(INTEGRITY_KEY, None)
+    if verify and recorded is not None:
+        _verify_digests(path, checkpoint, recorded)
     missing = [key for key in required if key not in checkpoint]
     if missing:
         keys = list(checkpoint)

@@ -122,12 +122,55 @@ def test_tensor_record_spans_point_at_each_tensors_bytes(tmp_path):
     assert found == sorted(t.numpy().tobytes() for t in state.values())
 
 
-def test_corrupt_tensor_bytes_are_caught_by_the_crc(good):
-    flip_bytes_inside_a_tensor(good)
-    # torch.load alone does not notice: the damaged numbers load silently.
-    torch.load(good, weights_only=True)
+def flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_any_tensor_is_caught_and_named(tmp_path):
+    state = {"model_state_dict": Net().state_dict(), "epoch": 3, "momentum": [torch.ones(5), torch.zeros(2, 2)]}
+    places = ["/model_state_dict/" + k for k in state["model_state_dict"]] + ["/momentum/0", "/momentum/1"]
+    clean = save_checkpoint(tmp_path / "clean.pt", state).read_bytes()
+    spans = tensor_record_spans(tmp_path / "clean.pt")
+    assert len(spans) == len(places)
+    named = set()
+    for start, end in spans.values():
+        damaged = tmp_path / "damaged.pt"
+        damaged.write_bytes(clean)
+        flip_byte(damaged, (start + end) // 2)
+        torch.load(damaged, weights_only=True)  # torch.load alone does not notice
+        with pytest.raises(CorruptCheckpointError, match="no longer match") as caught:
+            load_checkpoint(damaged)
+        named |= {place for place in places if f"{place} no longer" in str(caught.value)}
+    assert named == set(places), "every damaged tensor is named"
+
+
+def test_a_changed_plain_value_is_caught(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"epoch": 3, "w": torch.ones(2)})
+    tampered = torch.load(path, weights_only=True)
+    tampered["epoch"] = 4  # as if a byte of the pickle had changed the number
+    torch.save(tampered, path)
+    with pytest.raises(CorruptCheckpointError, match="its plain values"):
+        load_checkpoint(path)
+
+
+def test_the_integrity_entry_is_checked_and_removed(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"epoch": 3})
+    assert "_integrity" in torch.load(path, weights_only=True)
+    assert load_checkpoint(path) == {"epoch": 3}
+    with pytest.raises(ValueError, match="save_checkpoint's own"):
+        save_checkpoint(tmp_path / "d.pt", {"_integrity": 1})
+
+
+def test_a_plain_torch_save_file_is_checked_with_its_zip_crc32(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"model_state_dict": Net().state_dict()}, path)
+    assert set(load_checkpoint(path)) == {"model_state_dict"}
+    flip_bytes_inside_a_tensor(path)
+    torch.load(path, weights_only=True)  # torch.load alone does not notice: the damaged numbers load silently
     with pytest.raises(CorruptCheckpointError, match=r"record '.*/data/\d+' does not match the CRC32"):
-        load_checkpoint(good)
+        load_checkpoint(path)
 
 
 def test_text_file_is_not_a_checkpoint(tmp_path):

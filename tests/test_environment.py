@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CONDA_TO_PIP = {"pytorch-cpu": "torch"}  # conda-forge's CPU build of torch
+CONDA_TO_PIP = {"pytorch-cpu": "torch", "python-xxhash": "xxhash"}  # conda-forge's names
 NOT_PACKAGES = {"python", "pip"}
 
 
