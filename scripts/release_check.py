@@ -52,6 +52,16 @@ def changelog_top(text: str) -> tuple[str, str | None] | None:
     return (match["version"], match["date"]) if match else None
 
 
+def released_part(text: str) -> str:
+    """The changelog without its ``## [Unreleased]`` section: what the last release said.
+
+    Example:
+        >>> released_part("# C\\n\\n## [Unreleased]\\n- new\\n\\n## [0.1.0] - 2026-11-29\\n- old\\n")
+        '# C\\n\\n## [0.1.0] - 2026-11-29\\n- old\\n'
+    """
+    return re.sub(r"^## \[?Unreleased\]?\s*\n(?:(?!^## ).*\n?)*", "", text, flags=re.MULTILINE)
+
+
 def check_changelog(version: str, text: str) -> list[str]:
     """Problems unless the changelog's top entry is ``version`` with a real date."""
     top = changelog_top(text)

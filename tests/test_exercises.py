@@ -19,6 +19,7 @@ from lesson_utils.exercises import (
     lesson04,
     lesson05,
     lesson06,
+    lesson07,
     results_json,
 )
 from lesson_utils.training import train_one_epoch
@@ -231,3 +232,106 @@ def test_check_reads_the_callers_variables_and_prints(capsys):
     lesson01.q3.solution()
     out = capsys.readouterr().out
     assert "Hint for lesson01.q3" in out and "q3_answer = 'b'" in out
+
+
+# lesson 07 -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def momentum_checkpoint(tmp_path):
+    seed_everything(0)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train_one_epoch(model, optimizer, OfflineShapes(64), epoch=0)
+    path = tmp_path / "c.pt"
+    torch.save({"model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
+    return path
+
+
+def resumed_fp64(path, convert_first=True, load_state=True, other_model=False):
+    checkpoint = torch.load(path, weights_only=True)
+    model = Net()
+    if convert_first:
+        model.double()
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.SGD((Net() if other_model else model).parameters(), lr=0.1, momentum=0.9)
+    if load_state:
+        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    if not convert_first:
+        model.double()
+    return {"model_fp64": model, "optimizer_fp64": optimizer}
+
+
+def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
+    q = lesson07.q1
+    expect(q, resumed_fp64(momentum_checkpoint), CORRECT)
+    expect(q, resumed_fp64(momentum_checkpoint, convert_first=False), INCORRECT, "convert the model first")
+    expect(q, resumed_fp64(momentum_checkpoint, load_state=False), INCORRECT, "state was not loaded")
+    expect(q, resumed_fp64(momentum_checkpoint, other_model=True), INCORRECT, "does not hold")
+    float32 = resumed_fp64(momentum_checkpoint)
+    float32["model_fp64"].float()  # converted back: the model no longer trains in float64
+    expect(q, float32, INCORRECT, "should train in float64")
+    zeros = resumed_fp64(momentum_checkpoint)
+    for state in zeros["optimizer_fp64"].state.values():
+        state["momentum_buffer"].zero_()  # built from a fresh optimizer's state instead of the trained one
+    expect(q, zeros, INCORRECT, "every momentum buffer is zero")
+
+
+def small_gan():
+    seed_everything(1)
+    generator, discriminator = nn.Linear(4, 2), nn.Linear(2, 1)
+    gan = {
+        "generator": generator,
+        "discriminator": discriminator,
+        "opt_g": torch.optim.Adam(generator.parameters(), lr=1e-2),
+        "opt_d": torch.optim.Adam(discriminator.parameters(), lr=1e-2),
+    }
+    for _ in range(2):
+        loss = discriminator(generator(torch.randn(8, 4))).mean()
+        for name in ("opt_g", "opt_d"):
+            gan[name].zero_grad()
+        loss.backward()
+        for name in ("opt_g", "opt_d"):
+            gan[name].step()
+    return gan
+
+
+def test_l07_q2_every_model_and_optimizer_in_one_file(tmp_path):
+    q, gan, path = lesson07.q2, small_gan(), tmp_path / "gan.pt"
+    torch.save({name: part.state_dict() for name, part in gan.items()}, path)
+    expect(q, {"gan_path": path, "gan": gan}, CORRECT)
+    torch.save({"g": gan["generator"].state_dict(), "d": gan["discriminator"].state_dict()}, path)
+    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "opt_g, opt_d")
+    torch.save({name: part.state_dict() for name, part in gan.items() if name != "opt_d"}, path)
+    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "opt_d")
+    torch.save(gan, path)  # the objects themselves, pickled
+    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "refuses the file")
+    torch.save(
+        {name: part.state_dict() for name, part in small_gan().items() if "opt" in name}
+        | {"generator": nn.Linear(4, 2).state_dict(), "discriminator": gan["discriminator"].state_dict()},
+        path,
+    )
+    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "generator")  # saved another generator's weights
+    expect(q, {"gan_path": tmp_path / "nothing.pt", "gan": gan}, INCORRECT, "no file")
+
+
+def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
+    q = lesson07.q3
+    checkpoint = torch.load(momentum_checkpoint, weights_only=True)
+
+    def resume(lr_before=None, lr_after=None, load=True, model=None):
+        model = model or Net()
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr_before or 0.1, momentum=0.9)
+        if load:
+            optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_after or group["lr"]
+        return {"model": model, "optimizer": optimizer, "checkpoint_path": momentum_checkpoint}
+
+    expect(q, resume(lr_after=0.001), CORRECT)
+    expect(q, resume(lr_before=0.001), INCORRECT, "set it after load_state_dict")
+    expect(q, resume(lr_after=0.001, load=False), INCORRECT, "was not loaded")
+    expect(q, resume(lr_after=0.01), INCORRECT, "not 0.001")
+    wrong_model = resume(lr_after=0.001)
+    wrong_model["model"] = Net()
+    expect(q, wrong_model, INCORRECT, "does not hold")

@@ -7,6 +7,7 @@ blank line splits renders as a paragraph of pipes, which no output comparison no
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mistune
@@ -69,6 +70,15 @@ def test_every_markdown_table_parses_as_one_table(path: Path) -> None:
             f"but only {rows_in_tables} belong to a table ({len(tables)} tables found): a blank line or a "
             "missing delimiter row splits the table"
         )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_link_to_a_notebook_leads_to_one(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for target in re.findall(r"\]\(([^)\s]+\.ipynb)\)", cell.source):
+                assert (path.parent / target).is_file(), f"{path.name} links to {target}, which does not exist"
 
 
 def test_the_checks_catch_what_they_are_for() -> None:

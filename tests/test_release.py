@@ -64,7 +64,8 @@ def test_citation_cff_agrees_with_pyproject_and_changelog():
     assert {"message", "title", "authors"} <= citation.keys()
     assert citation["license"] == ["MIT", "CC-BY-4.0"]
     assert str(citation["version"]) == VERSION
-    assert release_check.changelog_top(CHANGELOG) == (VERSION, str(citation["date-released"]))
+    released = release_check.released_part(CHANGELOG)  # work in progress sits under [Unreleased]
+    assert release_check.changelog_top(released) == (VERSION, str(citation["date-released"]))
 
 
 def test_the_start_notebook_shows_the_version_in_a_compared_output():
@@ -83,8 +84,9 @@ def test_lesson_utils_version_and_env_report_agree_with_pyproject(capsys):
 
 
 def test_release_checks_pass_on_the_repository_apart_from_tags():
-    date = release_check.changelog_top(CHANGELOG)[1]
-    assert release_check.check_changelog(VERSION, CHANGELOG) == []
+    released = release_check.released_part(CHANGELOG)  # before a release, [Unreleased] becomes its entry
+    date = release_check.changelog_top(released)[1]
+    assert release_check.check_changelog(VERSION, released) == []
     assert release_check.check_citation(VERSION, CITATION_TEXT, date) == []
     assert release_check.check_notebook(VERSION, START) == []  # tags: after a release v<VERSION> exists
 
