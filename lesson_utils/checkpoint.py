@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -117,6 +118,16 @@ def _leaves(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
         yield where or "/", value
 
 
+def _tensor_bytes(tensor: torch.Tensor) -> Any:
+    """The bytes of ``tensor``'s values: a zero-copy view for ordinary tensors, serialised for the rest."""
+    if tensor.layout == torch.strided and not tensor.is_quantized and tensor.device.type != "meta":
+        return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    buffer = io.BytesIO()  # sparse, quantized or meta tensors: rare in checkpoints, hashed through torch.save
+    with _zip_crc32_off():
+        torch.save(tensor.detach().cpu() if tensor.device.type != "meta" else tensor, buffer)
+    return buffer.getvalue()
+
+
 def content_digests(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """XXH3-64 of every tensor's bytes (with its dtype and shape), and one of all other values.
 
@@ -136,8 +147,7 @@ def content_digests(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
         if where.startswith(f"/{INTEGRITY_KEY}"):
             continue
         if isinstance(leaf, torch.Tensor):
-            data = leaf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-            tensors[where] = f"{leaf.dtype}{tuple(leaf.shape)}:{xxhash.xxh3_64_hexdigest(data)}"
+            tensors[where] = f"{leaf.dtype}{tuple(leaf.shape)}:{xxhash.xxh3_64_hexdigest(_tensor_bytes(leaf))}"
         else:
             shown = sorted(map(repr, leaf)) if isinstance(leaf, (set, frozenset)) else leaf  # a set has no order
             values.update(f"{where}={shown!r};".encode())

@@ -283,3 +283,14 @@ def test_sigkill_during_save_never_leaves_a_partial_file_under_the_final_name(tm
     # The test must have exercised both cases: kills after completed saves, and kills mid-write.
     assert sum(v > 0 for v in versions) >= 10, versions
     assert killed_mid_save >= 5, killed_mid_save
+
+
+def test_unusual_tensors_are_hashed_and_verified_too(tmp_path):
+    state = {
+        "sparse": torch.randn(4, 4).to_sparse(),
+        "bf16": torch.ones(3, dtype=torch.bfloat16),
+        "empty": torch.zeros(0),
+    }
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", state))
+    assert torch.equal(loaded["sparse"].to_dense(), state["sparse"].to_dense())
+    assert loaded["bf16"].dtype == torch.bfloat16 and loaded["empty"].numel() == 0

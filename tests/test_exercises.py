@@ -248,36 +248,43 @@ def momentum_checkpoint(tmp_path):
     return path
 
 
-def resumed_fp64(path, convert_first=True, load_state=True, other_model=False):
+def resumed_fp64(path, convert_first=True, load_state=True, other_model=False, load_model=True, momentum=0.9):
     checkpoint = torch.load(path, weights_only=True)
     model = Net()
     if convert_first:
         model.double()
-    model.load_state_dict(checkpoint["model_state_dict"])
-    optimizer = torch.optim.SGD((Net() if other_model else model).parameters(), lr=0.1, momentum=0.9)
+    if load_model:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.SGD((Net() if other_model else model).parameters(), lr=0.1, momentum=momentum)
     if load_state:
         optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
     if not convert_first:
         model.double()
-    return {"model_fp64": model, "optimizer_fp64": optimizer}
+    return {"model_fp64": model, "optimizer_fp64": optimizer, "checkpoint_path": path}
 
 
 def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
     q = lesson07.q1
     expect(q, resumed_fp64(momentum_checkpoint), CORRECT)
-    expect(q, resumed_fp64(momentum_checkpoint, convert_first=False), INCORRECT, "convert the model first")
+    expect(q, resumed_fp64(momentum_checkpoint, convert_first=False), INCORRECT, "convert or move the model first")
     expect(q, resumed_fp64(momentum_checkpoint, load_state=False), INCORRECT, "state was not loaded")
     expect(q, resumed_fp64(momentum_checkpoint, other_model=True), INCORRECT, "does not hold")
+    expect(q, resumed_fp64(momentum_checkpoint, load_model=False), INCORRECT, "weights are not the checkpoint's")
     float32 = resumed_fp64(momentum_checkpoint)
     float32["model_fp64"].float()  # converted back: the model no longer trains in float64
     expect(q, float32, INCORRECT, "should train in float64")
-    zeros = resumed_fp64(momentum_checkpoint)
-    for state in zeros["optimizer_fp64"].state.values():
-        state["momentum_buffer"].zero_()  # built from a fresh optimizer's state instead of the trained one
-    expect(q, zeros, INCORRECT, "every momentum buffer is zero")
+    halved = resumed_fp64(momentum_checkpoint)
+    for state in halved["optimizer_fp64"].state.values():
+        state["momentum_buffer"].mul_(0.5)  # buffers of the right kind, but not the saved ones
+    expect(q, halved, INCORRECT, "not the checkpoint's")
+    no_momentum = resumed_fp64(momentum_checkpoint, load_state=False, momentum=0.0)
+    saved = torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"]["state"]
+    for index, p in enumerate(no_momentum["model_fp64"].parameters()):  # buffers copied in by hand: SGD ignores them
+        no_momentum["optimizer_fp64"].state[p]["momentum_buffer"] = saved[index]["momentum_buffer"].double()
+    expect(q, no_momentum, INCORRECT, "momentum=0.0")
 
 
-def small_gan():
+def small_gan(steps=3):
     seed_everything(1)
     generator, discriminator = nn.Linear(4, 2), nn.Linear(2, 1)
     gan = {
@@ -286,7 +293,7 @@ def small_gan():
         "opt_g": torch.optim.Adam(generator.parameters(), lr=1e-2),
         "opt_d": torch.optim.Adam(discriminator.parameters(), lr=1e-2),
     }
-    for _ in range(2):
+    for _ in range(steps):
         loss = discriminator(generator(torch.randn(8, 4))).mean()
         for name in ("opt_g", "opt_d"):
             gan[name].zero_grad()
@@ -313,15 +320,30 @@ def test_l07_q2_every_model_and_optimizer_in_one_file(tmp_path):
     )
     expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "generator")  # saved another generator's weights
     expect(q, {"gan_path": tmp_path / "nothing.pt", "gan": gan}, INCORRECT, "no file")
+    nested = {
+        "models": {n: gan[n].state_dict() for n in ("generator", "discriminator")},
+        "optimizers": [gan["opt_g"].state_dict(), gan["opt_d"].state_dict()],
+    }
+    torch.save(nested, path)
+    expect(q, {"gan_path": path, "gan": gan}, CORRECT)  # any structure that holds every state
+    swapped = {name: part.state_dict() for name, part in gan.items()}
+    swapped["opt_g"], swapped["opt_d"] = swapped["opt_d"], swapped["opt_g"]
+    torch.save(swapped, path)
+    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "does not hold opt_g's state")
+    untrained = small_gan(steps=0)
+    torch.save({name: part.state_dict() for name, part in untrained.items()}, path)
+    expect(q, {"gan_path": path, "gan": untrained}, INCORRECT, "call train_steps(gan, 3)")
 
 
 def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
     q = lesson07.q3
     checkpoint = torch.load(momentum_checkpoint, weights_only=True)
 
-    def resume(lr_before=None, lr_after=None, load=True, model=None):
+    def resume(lr_before=None, lr_after=None, load=True, model=None, load_model=True, momentum=0.9):
         model = model or Net()
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr_before or 0.1, momentum=0.9)
+        if load_model:
+            model.load_state_dict(checkpoint["model_state_dict"])
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr_before or 0.1, momentum=momentum)
         if load:
             optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
         for group in optimizer.param_groups:
@@ -335,3 +357,13 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
     wrong_model = resume(lr_after=0.001)
     wrong_model["model"] = Net()
     expect(q, wrong_model, INCORRECT, "does not hold")
+    expect(q, resume(lr_after=0.001, load_model=False), INCORRECT, "weights are not the checkpoint's")
+    expect(q, resume(lr_after=0.001, momentum=0.5), CORRECT)  # load_state_dict brings momentum 0.9 back
+    no_momentum = resume(lr_after=0.001)
+    for group in no_momentum["optimizer"].param_groups:
+        group["momentum"] = 0.0  # after the load: SGD then ignores the loaded buffers
+    expect(q, no_momentum, INCORRECT, "momentum=0.0")
+    bare = resume(lr_after=0.001)
+    torch.save(checkpoint["model_state_dict"], momentum_checkpoint.with_name("bare.pt"))
+    bare["checkpoint_path"] = momentum_checkpoint.with_name("bare.pt")
+    expect(q, bare, INCORRECT, "should be the set-up cell's checkpoint")

@@ -9,28 +9,67 @@ import torch
 from lesson_utils.exercises.core import Incorrect, Question
 
 
-def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object) -> str:
+def _saved(checkpoint_path: object) -> dict:
+    """The set-up's checkpoint: model_state_dict and optimizer_state_dict."""
+    try:
+        saved = torch.load(Path(str(checkpoint_path)), weights_only=True)
+        return {"model": saved["model_state_dict"], "optimizer": saved["optimizer_state_dict"]}
+    except (OSError, KeyError, TypeError, RuntimeError) as error:
+        raise Incorrect(
+            f"`checkpoint_path` should be the set-up cell's checkpoint (it cannot be read: {type(error).__name__}): "
+            "run the set-up cell again"
+        ) from None
+
+
+def _equal_exactly(found: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+    """Same dtype (``dtype`` or the expected one), same shape, same numbers (torch.equal alone promotes dtypes)."""
+    want = dtype or expected.dtype
+    return found.dtype == want and found.shape == expected.shape and torch.equal(found, expected.to(want))
+
+
+def _require_sgd(optimizer: torch.optim.Optimizer, name: str, lr: float) -> None:
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise Incorrect(f"`{name}` should be torch.optim.SGD, found {type(optimizer).__name__}")
+    for group in optimizer.param_groups:
+        if group["momentum"] != 0.9:
+            raise Incorrect(f"`{name}` has momentum={group['momentum']}: with momentum 0.9 the saved buffers are used")
+        if group["lr"] != lr:
+            raise Incorrect(f"`{name}` has lr={group['lr']}, the question asks for lr={lr}")
+
+
+def _require_loaded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, saved: dict, dtype=None) -> None:
+    """The model's weights and the optimizer's momentum are the checkpoint's (in ``dtype`` if given)."""
+    found = model.state_dict()
+    if found.keys() != saved["model"].keys():
+        raise Incorrect("the model is not a Net: build Net() and load model_state_dict into it")
+    if not all(_equal_exactly(found[k], v, dtype) for k, v in saved["model"].items()):
+        raise Incorrect("the model's weights are not the checkpoint's: load model_state_dict into it")
+    if not optimizer.state:
+        raise Incorrect("the optimizer's state was not loaded: optimizer.load_state_dict(...) from the checkpoint")
+    for index, p in enumerate(model.parameters()):
+        buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+        expected = saved["optimizer"]["state"][index]["momentum_buffer"]
+        if buffer is None or not _equal_exactly(buffer, expected, p.dtype) or buffer.device != p.device:
+            where = (
+                "" if buffer is None else f" ({buffer.dtype} on {buffer.device}, its parameter {p.dtype} on {p.device})"
+            )
+            raise Incorrect(
+                f"a momentum buffer is not the checkpoint's, placed where its parameter is{where}: convert or move the "
+                "model first, then build the optimizer and load its state"
+            )
+
+
+def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object, checkpoint_path: object) -> str:
     model, optimizer = model_fp64, optimizer_fp64
     if not isinstance(model, torch.nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
         raise Incorrect("`model_fp64` should be an nn.Module and `optimizer_fp64` a torch.optim optimizer")
     held = [p for group in optimizer.param_groups for p in group["params"]]
     if {id(p) for p in held} != {id(p) for p in model.parameters()}:
         raise Incorrect("`optimizer_fp64` does not hold `model_fp64`'s parameters: build it with .parameters()")
-    if any(p.dtype != torch.float64 for p in model.parameters()):
+    if any(t.dtype != torch.float64 for t in model.state_dict().values()):
         raise Incorrect("`model_fp64` should train in float64: call .double() (the stand-in for .to(device))")
-    if not optimizer.state:
-        raise Incorrect("the optimizer's state was not loaded: optimizer.load_state_dict(...) from the checkpoint")
-    for p in model.parameters():
-        buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-        if buffer is None:
-            raise Incorrect("a parameter has no momentum buffer: load the whole optimizer state from the checkpoint")
-        if buffer.dtype != p.dtype or buffer.device != p.device:
-            raise Incorrect(
-                f"a momentum buffer is {buffer.dtype} on {buffer.device} but its parameter is {p.dtype} on "
-                f"{p.device}: convert the model first, then build the optimizer and load its state"
-            )
-    if all(torch.count_nonzero(optimizer.state[p]["momentum_buffer"]) == 0 for p in model.parameters()):
-        raise Incorrect("every momentum buffer is zero: load the trained optimizer state from the checkpoint")
+    _require_sgd(optimizer, "optimizer_fp64", lr=0.1)
+    _require_loaded(model, optimizer, _saved(checkpoint_path), dtype=torch.float64)
     return "the model is in float64 and every momentum buffer was loaded where its parameter is"
 
 
@@ -39,7 +78,7 @@ q1 = Question(
     "Resume from `checkpoint_path` a `Net` (`model_fp64`) that must train in float64 (`.double()`, standing in for "
     "`.to(device)`), with `optimizer_fp64` (SGD, lr=0.1, momentum=0.9) carrying the saved momentum.",
     _state_where_its_parameters_are,
-    names=["model_fp64", "optimizer_fp64"],
+    names=["model_fp64", "optimizer_fp64", "checkpoint_path"],
     hint="load_state_dict puts the optimizer's state where its parameters are at that moment: convert first.",
     solution=(
         "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"
@@ -60,13 +99,34 @@ def _same_state(found: object, expected: object) -> bool:
             and all(_same_state(found[k], v) for k, v in expected.items())
         )
     if torch.is_tensor(expected):
-        return torch.is_tensor(found) and found.shape == expected.shape and torch.equal(found, expected)
+        return (
+            torch.is_tensor(found)
+            and found.dtype == expected.dtype
+            and found.shape == expected.shape
+            and (torch.equal(found, expected))
+        )
     return found == expected
+
+
+def _state_dicts_in(value: object) -> list[dict]:
+    """Every dict inside ``value`` (nested dicts and lists included): the candidate state_dicts."""
+    found = []
+    if isinstance(value, dict):
+        found.append(value)
+        for item in value.values():
+            found += _state_dicts_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found += _state_dicts_in(item)
+    return found
 
 
 def _everything_in_one_file(gan_path: object, gan: object) -> str:
     if not isinstance(gan, dict) or set(gan) != {"generator", "discriminator", "opt_g", "opt_d"}:
         raise Incorrect("`gan` is the dict the notebook made: run the set-up cell again")
+    steps = [int(s["step"]) for name in ("opt_g", "opt_d") for s in gan[name].state.values()]
+    if not steps or min(steps) < 3:
+        raise Incorrect("`gan` has not been trained for 3 steps yet: call train_steps(gan, 3) before saving")
     path = Path(str(gan_path))
     if not path.is_file():
         raise Incorrect(f"no file at {path}: save the checkpoint there")
@@ -77,10 +137,12 @@ def _everything_in_one_file(gan_path: object, gan: object) -> str:
             f"torch.load(..., weights_only=True) refuses the file ({type(error).__name__}): save state_dicts, "
             "not the model or optimizer objects"
         ) from None
-    if not isinstance(saved, dict):
-        raise Incorrect("save one dict with a named entry for each model and optimizer")
-    entries = [value for value in saved.values() if isinstance(value, dict)]
-    missing = [name for name, part in gan.items() if not any(_same_state(e, part.state_dict()) for e in entries)]
+    if isinstance(saved, dict) and set(gan) <= set(saved):  # named like gan's parts: each name must hold its own
+        swapped = [name for name, part in gan.items() if not _same_state(saved[name], part.state_dict())]
+        if swapped:
+            raise Incorrect(f"the entry {swapped[0]!r} does not hold {swapped[0]}'s state: a resume by name would fail")
+    candidates = _state_dicts_in(saved)
+    missing = [name for name, part in gan.items() if not any(_same_state(c, part.state_dict()) for c in candidates)]
     if missing:
         raise Incorrect(
             f"the file has no state equal to {', '.join(missing)}'s current one: every model *and* optimizer "
@@ -110,19 +172,15 @@ def _new_learning_rate(model: object, optimizer: object, checkpoint_path: object
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     if held != {id(p) for p in model.parameters()}:
         raise Incorrect("`optimizer` does not hold `model`'s parameters: build it with model.parameters()")
-    saved = torch.load(Path(str(checkpoint_path)), weights_only=True)["optimizer_state_dict"]
-    if not optimizer.state:
-        raise Incorrect("the saved state was not loaded: optimizer.load_state_dict(...)")
-    for index, p in enumerate(model.parameters()):
-        found, expected = optimizer.state[p].get("momentum_buffer"), saved["state"][index]["momentum_buffer"]
-        if found is None or not torch.equal(found, expected):
-            raise Incorrect("the momentum buffers differ from the checkpoint's: load its optimizer state")
+    saved = _saved(checkpoint_path)
     rates = [group["lr"] for group in optimizer.param_groups]
-    if any(rate != 0.001 for rate in rates):
-        saved_rates = [group["lr"] for group in saved["param_groups"]]
+    if isinstance(optimizer, torch.optim.SGD) and any(rate != 0.001 for rate in rates):
+        saved_rates = [group["lr"] for group in saved["optimizer"]["param_groups"]]
         why = " (the saved one: set it after load_state_dict, which replaces it)" if rates == saved_rates else ""
         raise Incorrect(f"the learning rate is {rates[0]}, not 0.001{why}")
-    return "the saved momentum, and the new learning rate"
+    _require_sgd(optimizer, "optimizer", lr=0.001)
+    _require_loaded(model, optimizer, saved)
+    return "the checkpoint's weights and momentum, and the new learning rate"
 
 
 q3 = Question(

@@ -128,9 +128,12 @@ def run_all(page: Page, url: str, token: str, name: str) -> list[dict]:
     # Not awaited: the command's promise only settles once the dialog is answered and all cells ran.
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:restart-run-all'); }")
     page.locator(".jp-Dialog .jp-mod-accept").click(timeout=20_000)  # "Restart" in the confirmation
-    # Done when every code cell has an execution count and the kernel is idle.
+    # Done when every code cell has an execution count and the kernel is idle, or as soon as a cell
+    # not tagged to raise shows an error (JupyterLab stops running the cells below it).
     page.wait_for_function(
-        f"() => {{ const r = ({CELL_REPORT})(); return r.status === 'idle' && r.cells.every(c => c.count); }}",
+        f"""() => {{ const r = ({CELL_REPORT})(); return r.status === 'idle' && (r.cells.every(c => c.count)
+            || r.cells.some(c => !c.tags.includes('raises-exception')
+                             && c.outputs.some(o => o.type === 'error'))); }}""",
         timeout=240_000,
         polling=1000,
     )
