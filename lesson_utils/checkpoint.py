@@ -326,8 +326,16 @@ def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
         >>> (start, end), = tensor_record_spans(p).values()
         >>> p.read_bytes()[start:end] == torch.arange(4.0).numpy().tobytes(), start % 64
         (True, 0)
+        >>> tensor_record_spans(p.with_name("missing.pt"))
+        Traceback (most recent call last):
+        ...
+        lesson_utils.checkpoint.CheckpointNotFoundError: No checkpoint at ...missing.pt: the file does not exist. ...
     """
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"No checkpoint at {path}: the file does not exist. Check the path.")
+    if not zipfile.is_zipfile(path):
+        raise NotACheckpointError(f"{path} is not a zip archive, so not a file written by torch.save (>= 1.6)")
     spans = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
         for info in archive.infolist():
