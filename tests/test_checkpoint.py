@@ -285,6 +285,7 @@ def test_sigkill_during_save_never_leaves_a_partial_file_under_the_final_name(tm
     assert killed_mid_save >= 5, killed_mid_save
 
 
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")  # torch notes its O(nnz) check
 def test_unusual_tensors_are_hashed_and_verified_too(tmp_path):
     state = {
         "sparse": torch.randn(4, 4).to_sparse(),
