@@ -46,15 +46,32 @@ __all__ = sorted(_HOMES)
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # pyproject.toml's [project] version, the one place it is written
-        from importlib.metadata import version
-
-        globals()[name] = version("lesson-utils")
+        globals()[name] = _version()
         return globals()[name]
     if name not in _HOMES:
         raise AttributeError(f"module 'lesson_utils' has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value
+
+
+def _version() -> str:
+    """The installed package's version; in a checkout used without installing it, pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lesson-utils")
+    except PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        if not pyproject.is_file():
+            raise PackageNotFoundError(
+                f"lesson-utils is not installed and no pyproject.toml was found at {pyproject}: "
+                "install the collection with `make setup` (or `pip install -e .` in its folder)"
+            ) from None
+        return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
 
 
 def __dir__() -> list[str]:

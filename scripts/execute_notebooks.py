@@ -4,6 +4,8 @@
     python scripts/execute_notebooks.py notebooks/01_weights_state_dict.ipynb
     python scripts/execute_notebooks.py --time           # only measure: a table of seconds per notebook
     python scripts/execute_notebooks.py --no-write --keep-switches NB   # run with the opt-in switches as set
+    python scripts/execute_notebooks.py --keep-going --out build/executed  # e.g. on a GPU machine: run all,
+                                       # store nothing in place, write each executed copy and a summary there
 
 Stored outputs must hold on every machine, so unless ``--keep-switches`` is given the
 opt-in switches (cached ImageNet weights, CIFAR-10) are turned off while executing: the
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
 
@@ -48,18 +51,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook under notebooks/")
     parser.add_argument("--time", action="store_true", help="measure only: run each notebook, write nothing")
     parser.add_argument("--no-write", action="store_true", help="run each notebook, but do not store the outputs")
+    parser.add_argument("--keep-going", action="store_true", help="on a failing notebook, report it and go on")
+    parser.add_argument("--out", type=Path, help="write each executed copy here instead of in place")
     parser.add_argument("--keep-switches", action="store_true", help=f"leave {', '.join(OPT_IN)} as they are set")
     args = parser.parse_args(argv)
     if not args.keep_switches:
         for name in OPT_IN:
             os.environ.pop(name, None)
     paths = [p.resolve() for p in args.notebooks] or all_notebooks()
-    seconds = {}
+    seconds, failed = {}, {}
     for path in paths:
-        notebook, seconds[path] = execute(path)
-        if not (args.time or args.no_write):
+        try:
+            notebook, seconds[path] = execute(path)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
+            if not args.keep_going:
+                raise
+            failed[path] = str(error).strip().splitlines()[-1]
+            print(f"{path.relative_to(ROOT)}: FAILED: {failed[path]}", flush=True)
+            continue
+        if args.out:
+            target = args.out / path.relative_to(ROOT / "notebooks")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, target)
+        elif not (args.time or args.no_write):
             nbformat.write(notebook, path)
         print(f"{path.relative_to(ROOT)}: executed in {seconds[path]:.1f} s", flush=True)
+    if failed:
+        print(f"\n{len(failed)} of {len(paths)} notebooks failed:", *map(str, failed), sep="\n  ")
+        sys.exit(1)
     if args.time:
         width = max(len(str(p.relative_to(ROOT))) for p in paths)
         print(f"\n{'notebook':<{width}}  seconds  (fresh kernel each; limit {LIMIT_SECONDS} s)")

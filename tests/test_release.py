@@ -83,6 +83,17 @@ def test_lesson_utils_version_and_env_report_agree_with_pyproject(capsys):
     assert re.search(rf"^lesson-utils +{re.escape(VERSION)}$", capsys.readouterr().out, re.MULTILINE)
 
 
+def test_a_checkout_used_without_installing_still_knows_its_version(monkeypatch):
+    # Found on a GPU machine where the checkout was only on PYTHONPATH: 00's first cell failed.
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert lesson_utils._version() == VERSION
+
+
 def test_release_checks_pass_on_the_repository_apart_from_tags():
     released = release_check.released_part(CHANGELOG)  # before a release, [Unreleased] becomes its entry
     date = release_check.changelog_top(released)[1]

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -44,7 +46,7 @@ def test_strict_false_alone_raises_on_the_same_shape_mismatch():
 @pytest.mark.parametrize("wrap", [nn.DataParallel, torch.compile])
 def test_wrapper_prefixes_are_stripped(wrap):
     source = Net()
-    prefixed = wrap(source).state_dict()
+    prefixed = wrap(copy.deepcopy(source)).state_dict()  # a copy: DataParallel moves what it wraps to cuda:0
     assert all(key.startswith(("module.", "_orig_mod.")) for key in prefixed)
     target = Net()
     report = load_matching_weights(target, prefixed)
