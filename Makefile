@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab check test lint format notebooks timings browser release-check clean
+.PHONY: setup lab check test lint format notebooks exercises timings browser release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -30,6 +30,10 @@ format: setup  ## ruff format the python files
 
 notebooks: setup  ## re-execute every notebook in place to regenerate its stored outputs
 	$(BIN)/python scripts/execute_notebooks.py $(NOTEBOOKS)
+
+exercises: setup  ## regenerate the blank exercise notebooks and solutions.json from the solution notebooks, then execute them
+	$(BIN)/python scripts/build_exercises.py
+	$(BIN)/python scripts/execute_notebooks.py notebooks/exercises/0*.ipynb notebooks/exercises/solutions/*.ipynb
 
 timings: setup  ## run every notebook in a fresh kernel and print a table of seconds (a measurement, not a test)
 	$(BIN)/python scripts/execute_notebooks.py --time $(NOTEBOOKS)

@@ -21,9 +21,11 @@ def test_wheel_installs_and_imports_every_module(tmp_path: Path) -> None:
         timeout=300,
     )
     (wheel,) = tmp_path.glob("lesson_utils-*.whl")
-    in_wheel = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".py")}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    in_wheel = {name for name in names if name.endswith(".py")}
     in_tree = {str(p.relative_to(ROOT)) for p in (ROOT / "lesson_utils").rglob("*.py")}
     assert in_tree <= in_wheel, f"the wheel leaves out {sorted(in_tree - in_wheel)}"
+    assert "lesson_utils/exercises/solutions.json" in names, "the wheel leaves out the exercises' solutions.json"
 
     # A fresh venv with the wheel, non-editable; the dependencies come from this venv's
     # site-packages through a .pth line (whose own .pth files, the editable install among
