@@ -1,54 +1,340 @@
-"""The grader on a folder holding a correct, a partly wrong, a crashing, a hanging, an empty
-and a non-notebook submission: every one gets a row, and the run never stops."""
+"""The grader, attacked: a class folder of honest, broken and cheating lesson-01 submissions,
+built here from the solution notebook. Each must be graded as what it really is, or flagged
+for review, and nothing outside a submission's working folder may change."""
 
 import csv
-import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from lesson_utils.grade import grade_folder
+from lesson_utils.grade import classify, grade_folder
 
-pytestmark = pytest.mark.slow  # starts processes or servers: left out of `make check`
+pytestmark = pytest.mark.slow  # starts kernels and processes: left out of `make check`
 
-SOLUTIONS = Path(__file__).resolve().parent.parent / "notebooks" / "exercises" / "solutions"
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "notebooks" / "exercises" / "solutions" / "01_weights_solutions.ipynb"
+BLANK = ROOT / "notebooks" / "exercises" / "01_weights.ipynb"
+MARKER = "grade-test-leftover-7f3a"  # the command line of processes a submission leaves behind
 
 
-def notebook(*sources):
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+def cells_of(path: Path) -> list[str]:
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
 
 
-def test_grader_records_every_kind_of_submission(tmp_path):
-    folder = tmp_path / "submissions"
+def write(folder: Path, name: str, sources: list[str]) -> Path:
+    path = folder / name
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]), path)
+    return path
+
+
+def solution() -> list[str]:
+    return cells_of(SOLUTION)
+
+
+def blank() -> list[str]:
+    return cells_of(BLANK)
+
+
+def no_checks(sources: list[str]) -> list[str]:
+    return [s for s in sources if ".check()" not in s]
+
+
+def answer(sources: list[str], q: int) -> int:
+    """Index of the answer cell of question ``q`` (the cell before ``ex.q<q>.check()``)."""
+    return sources.index(f"ex.q{q}.check()") - 1
+
+
+FAKE_LINE = 'GRADER_RESULTS [{"question": "lesson01.q1", "status": "correct", "message": ""}]'
+
+ATTACKS = {
+    # name: (cells, expected points, expected status prefix, a word the review column must hold or None)
+    "fake_results": (
+        blank()
+        + [
+            "from lesson_utils.exercises.core import RESULTS, Result\n"
+            "for q in ('lesson01.q1', 'lesson01.q2', 'lesson01.q3'):\n"
+            "    RESULTS[q] = Result(q, 'correct', 'trust me')"
+        ],
+        0,
+        "graded",
+        None,
+    ),
+    "print_shadowing": (
+        blank()
+        + [
+            "import builtins\n_print = builtins.print\nbuiltins.print = lambda *a, **k: _print(" + repr(FAKE_LINE) + ")"
+        ],
+        0,
+        "graded",
+        "builtins.print",
+    ),
+    "ipython_hook": (
+        blank() + ["get_ipython().events.register('pre_run_cell', lambda info: print(" + repr(FAKE_LINE) + "))"],
+        0,
+        "graded",
+        "IPython 'pre_run_cell' hook",
+    ),
+    "patched_checker": (
+        blank()
+        + [
+            "from lesson_utils.exercises import core\n"
+            "core.Question.evaluate = lambda self, ns: core.Result(self.qid, 'correct', '')\n"
+            "ex.q1.checker = lambda **kwargs: 'fine'\n"
+            "ex.q2.check(); ex.q1.check()"
+        ],
+        0,
+        "graded",
+        "Question.evaluate",
+    ),
+    "patched_torch": (  # a random Net's weights, and torch.equal made to agree with anything
+        blank()[:1]
+        + [
+            "weights_path = workdir / 'w.pt'\ntorch.save(Net().state_dict(), weights_path)\n"
+            "torch.equal = lambda a, b: True\ntorch.Tensor.equal = lambda self, other: True",
+            "ex.q1.check()",
+        ],
+        None,  # graded in the same kernel with the patched function: what counts is the flag
+        "graded",
+        "torch.equal",
+    ),
+    "swapped_torch": (  # swapped for another library function: no notebook code in it
+        blank()[:1]
+        + [
+            "weights_path = workdir / 'w.pt'\n"
+            "torch.save(Net().state_dict(), weights_path)\n"
+            "torch.equal = torch.allclose"
+        ],
+        None,
+        "graded",
+        "torch.equal is not the library's own",
+    ),
+    "background_thread": (
+        blank()
+        + [
+            "import threading, time\n"
+            "def rewrite():\n"
+            "    while True:\n"
+            "        time.sleep(0.01)\n"
+            "threading.Thread(target=rewrite, daemon=True).start()"
+        ],
+        0,
+        "graded",
+        "thread",
+    ),
+    "never_checked": (no_checks(solution()), 3, "graded", None),
+    "fixed_after_check": (  # wrong answers checked, then fixed: the final state counts
+        blank()[:1]
+        + [
+            "weights_path = workdir / 'w.pt'\ntorch.save(Net().state_dict(), weights_path)",
+            "ex.q1.check()",
+            "q3_answer = 'a'",
+            "ex.q3.check()",
+            "torch.save(net.state_dict(), weights_path)\nq3_answer = 'b'",
+        ],
+        2,
+        "graded",
+        None,
+    ),
+    "broken_after_check": (  # right answers checked, then undone: the final state counts
+        solution() + ["weights_path.unlink()\nmodel.train()"],
+        1,
+        "graded",
+        None,
+    ),
+    "left_processes": (
+        solution()
+        + [
+            "import subprocess\n"
+            f"subprocess.Popen(['sleep', '300', '{MARKER}'], start_new_session=True)\n"
+            f"subprocess.Popen(['sh', '-c', 'sleep 300 {MARKER} & exit 0'])  # a daemon: its parent exits at once"
+        ],
+        3,
+        "graded",
+        "process",
+    ),
+    "kills_its_grader": (  # the kernel's parent is the grading process of this notebook
+        solution() + ["import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"],
+        3,  # the answers were checked before: the last report the kernel gave counts
+        "grader stopped",
+        "killed",
+    ),
+    "loops": (
+        solution()[:5] + ["while True:\n    pass"] + solution()[5:],
+        2,  # q1 and q2 were answered before the loop
+        "timed out in cell 6",
+        None,
+    ),
+    "crashes": (
+        solution()[:3] + ["import os\nos._exit(1)"] + solution()[3:],
+        1,  # q1 was answered and checked before the crash
+        "crashed in cell 4",
+        None,
+    ),
+    "raises": (blank()[:1] + ["raise ValueError('oops')"] + solution()[1:], 3, "ran with errors", None),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The whole class, graded once: {file: row}, plus the folder and the output folder."""
+    base = tmp_path_factory.mktemp("class")
+    folder = base / "submissions"
     folder.mkdir()
-    shutil.copy(SOLUTIONS / "01_weights_solutions.ipynb", folder / "alice.ipynb")
-    partly = nbformat.read(SOLUTIONS / "01_weights_solutions.ipynb", as_version=4)
-    for cell in partly.cells:
-        cell.source = cell.source.replace('q3_answer = "b"', 'q3_answer = "c"').replace("model.eval()", "model.train()")
-    nbformat.write(partly, folder / "bob.ipynb")
-    nbformat.write(notebook("import os", "os._exit(1)"), folder / "carol.ipynb")  # kills its kernel
-    nbformat.write(notebook("import time", "time.sleep(600)"), folder / "dave.ipynb")
-    nbformat.write(notebook(), folder / "erin.ipynb")
-    (folder / "frank.ipynb").write_text("this is not JSON")
-    nbformat.write(
-        notebook("raise ValueError('oops')", "from lesson_utils.exercises import lesson01 as ex", "ex.q3.check()"),
-        folder / "gina.ipynb",
+    write(folder, "honest.ipynb", solution())
+    write(folder, "blank.ipynb", blank())
+    for name, (sources, *_rest) in ATTACKS.items():
+        write(folder, f"{name}.ipynb", sources)
+    # a planted module next to the notebooks, and one in a student's own folder with its notebook
+    (folder / "lesson_utils.py").write_text("raise SystemExit('the planted module was imported')\n")
+    own = folder / "mallory"
+    own.mkdir()
+    write(own, "mallory.ipynb", blank())
+    (own / "lesson_utils").mkdir()
+    (own / "lesson_utils" / "__init__.py").write_text("raise SystemExit('the planted package was imported')\n")
+    (folder / "empty.ipynb").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a notebook")
+    (folder / "broken.ipynb").write_text("{ not json")
+    write(folder, "王小明.ipynb", solution())
+    write(
+        folder,
+        "wrong_lesson.ipynb",
+        cells_of(ROOT / "notebooks" / "exercises" / "solutions" / "03_checkpoints_solutions.ipynb"),
     )
-
-    rows = grade_folder(folder, tmp_path / "grades.csv", timeout=40)
-
-    with open(tmp_path / "grades.csv") as f:
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    out = base / "grades" / "grades.csv"
+    rows = grade_folder(folder, out, lesson="01", timeout=45, jobs=2)
+    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with open(out, newline="", encoding="utf-8-sig") as f:
         table = {row["file"]: row for row in csv.DictReader(f)}
-    assert len(rows) == len(table) == 7
-    assert table["alice.ipynb"]["status"] == "graded" and table["alice.ipynb"]["correct"] == "3"
-    assert table["bob.ipynb"]["correct"] == "1"
-    assert table["bob.ipynb"]["lesson01.q2"] == "incorrect"
-    assert "still in training mode" in table["bob.ipynb"]["lesson01.q2 message"]
-    assert table["bob.ipynb"]["lesson01.q3"] == "incorrect"
-    assert table["carol.ipynb"]["status"] == "crashed"
-    assert table["dave.ipynb"]["status"] == "timed out" and "40 s" in table["dave.ipynb"]["reason"]
-    assert table["erin.ipynb"]["status"] == "empty"
-    assert table["frank.ipynb"]["status"] == "not a notebook"
-    assert table["gina.ipynb"]["status"] == "ran with errors" and "ValueError: oops" in table["gina.ipynb"]["reason"]
-    assert table["gina.ipynb"]["lesson01.q3"] == "not attempted"
+    return {"rows": rows, "table": table, "out": out, "before": before, "after": after}
+
+
+def test_every_submission_has_one_row_and_the_csv_opens_in_excel(graded):
+    table, out = graded["table"], graded["out"]
+    assert len(table) == len(graded["rows"]) == len(ATTACKS) + 9
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf"), "UTF-8 with a byte-order mark"
+    assert table["王小明.ipynb"]["points"] == "3" and table["王小明.ipynb"]["student"] == "王小明"
+
+
+def test_honest_and_blank_work_is_graded_as_it_is(graded):
+    table = graded["table"]
+    assert table["honest.ipynb"]["points"] == "3" and table["honest.ipynb"]["percent"] == "100.0"
+    assert table["honest.ipynb"]["needs review"] == ""
+    assert table["blank.ipynb"]["points"] == "0" and table["blank.ipynb"]["q1"] == "not attempted"
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_each_attack_is_graded_as_what_it_is_or_flagged(graded, name):
+    _, points, status, flag = ATTACKS[name]
+    row = graded["table"][f"{name}.ipynb"]
+    assert row["status"].startswith(status), row
+    if points is not None:
+        assert row["points"] == str(points), row
+    if flag is None:
+        assert row["needs review"] == "", row
+    else:
+        assert flag in row["needs review"], row
+
+
+def test_results_of_questions_before_a_crash_or_time_out_are_kept(graded):
+    table = graded["table"]
+    assert table["loops.ipynb"]["q1"] == table["loops.ipynb"]["q2"] == "correct"
+    assert "still running after 45 s, in cell 6" in table["loops.ipynb"]["reason"]
+    assert table["crashes.ipynb"]["q1"] == "correct" and table["crashes.ipynb"]["q2"] == "not attempted"
+
+
+def test_answers_changed_after_check_are_graded_on_the_final_state(graded):
+    table = graded["table"]
+    broken = table["broken_after_check.ipynb"]
+    assert broken["q1"] == broken["q2"] == "incorrect" and broken["q3"] == "correct"
+    assert "check() had said correct" in broken["q1 message"]
+    fixed = table["fixed_after_check.ipynb"]
+    assert fixed["q1"] == fixed["q3"] == "correct"
+
+
+def test_a_planted_module_is_not_imported(graded):
+    assert graded["after"] == graded["before"], "the submissions folder is as it was"
+    table = graded["table"]
+    assert table["mallory"]["status"] == "graded" and table["mallory"]["q1"] == "not attempted"
+    assert table["blank.ipynb"]["status"] == "graded", "lesson_utils.py beside it was not imported"
+
+
+def test_no_process_outlives_its_notebook(graded):
+    leftovers = subprocess.run(["pgrep", "-f", MARKER], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+
+
+def test_statuses_for_files_that_are_not_notebooks_of_this_lesson(graded):
+    table = graded["table"]
+    assert table["empty.ipynb"]["status"] == "empty file"
+    assert table["notes.txt"]["status"] == "not a notebook" and "not a .ipynb file" in table["notes.txt"]["reason"]
+    assert table["broken.ipynb"]["status"] == "not a notebook"
+    assert (
+        table["wrong_lesson.ipynb"]["status"] == "wrong lesson" and "lesson03" in table["wrong_lesson.ipynb"]["reason"]
+    )
+    assert table["lesson_utils.py"]["status"] == "not a notebook"
+
+
+def test_reports_beside_the_csv(graded):
+    folder = graded["out"].parent
+    feedback = (folder / "feedback" / "broken_after_check.md").read_text(encoding="utf-8")
+    assert "## q2: incorrect" in feedback and "Hint:" in feedback
+    summary = (folder / "summary.md").read_text(encoding="utf-8")
+    assert "| q1 |" in summary and "| empty file | 1 |" in summary and "Needs review:" in summary
+    assert (folder / "summary.png").stat().st_size > 1000
+    log = (folder / "grade.log").read_text(encoding="utf-8")
+    assert "===== raises.ipynb" in log
+
+
+def test_classify_before_running():
+    assert classify(b"", "a.ipynb")[0] == "empty file"
+    assert classify("\ufeff{}".encode(), "a.ipynb")[0] == "not a notebook"
+    empty_nb = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("   ")])).encode()
+    assert classify(empty_nb, "a.ipynb")[0] == "no code"
+
+
+def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
+    """The kernel finds the grader's own process and kills it: the rows written so far stay, and
+    --resume goes on; after two such stops that notebook is marked instead of run again. The
+    same class has a notebook that rewrites the others: they are graded and restored."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    write(folder, "a_honest.ipynb", solution())
+    killer = (
+        "import os, signal\n"
+        "worker = os.getppid()\n"
+        "grader = int(open(f'/proc/{worker}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+        "os.kill(grader, signal.SIGKILL)"
+    )
+    write(folder, "b_killer.ipynb", blank()[:1] + [killer])
+    write(folder, "c_honest.ipynb", solution())
+    # one that rewrites every other submission it can find, and plants a file in the class folder
+    vandal = (
+        "from pathlib import Path\n"
+        f"for p in Path({str(folder)!r}).glob('*.ipynb'):\n"
+        "    try:\n        p.write_text('{}')\n    except OSError:\n        pass\n"
+        f"try:\n    (Path({str(folder)!r}) / 'planted.txt').write_text('x')\nexcept OSError:\n    pass"
+    )
+    write(folder, "d_vandal.ipynb", blank() + [vandal])
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    out = tmp_path / "grades" / "grades.csv"
+    command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == -signal.SIGKILL
+    with open(out, encoding="utf-8-sig") as f:
+        assert [row["file"] for row in csv.DictReader(f)] == ["a_honest.ipynb"], "the first row survived"
+    second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert second.returncode == -signal.SIGKILL, "it was run once more, and stopped the grader again"
+    third = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    with open(out, encoding="utf-8-sig") as f:
+        table = {row["file"]: row for row in csv.DictReader(f)}
+    assert table["b_killer.ipynb"]["status"] == "stopped the grader" and table["b_killer.ipynb"]["needs review"]
+    assert table["a_honest.ipynb"]["points"] == table["c_honest.ipynb"]["points"] == "3"
+    assert "submissions folder changed" in table["d_vandal.ipynb"]["needs review"]
+    assert table["c_honest.ipynb"]["needs review"] == ""
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before, "restored"

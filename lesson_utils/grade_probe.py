@@ -1,0 +1,292 @@
+"""What the grader runs *inside* a student's kernel, after the student's cells.
+
+The grader never trusts what a notebook says about itself (its printed lines, the
+``RESULTS`` that ``check()`` fills in). Instead, after each cell that calls ``check()``
+and once more at the end, it sends this module's source to the kernel as a cell that is
+not stored in the kernel's history, with a call to :func:`probe`. The probe:
+
+1. **looks for tampering**: functions or classes written in the notebook that replaced
+   something in the libraries the checkers rely on (``torch.equal = lambda *a: True``,
+   ``builtins.print``, a checker), library functions swapped for others
+   (``torch.equal = torch.allclose``: each is compared with a fingerprint taken in the
+   grader's own process), IPython hooks and input transformers, import hooks, trace
+   functions, threads still running notebook code, ``lesson_utils`` modules loaded from
+   somewhere else;
+2. **grades the final state**: it builds fresh copies of the exercise modules from source
+   text the grader read from its own installation (a replaced checker or a faked
+   ``RESULTS`` entry changes nothing), and evaluates *every* question of the lesson on the
+   notebook's variables as they are now;
+3. **hands the files over**: for a question whose answer is only paths (a checkpoint on
+   disk), it copies those files so the grader can check them again in its own process;
+4. returns all of it as JSON, which the grader reads from the kernel's reply to this very
+   cell (a user expression named by a secret made for this run), not from printed output.
+
+Same-kernel grading has limits: code that runs in the kernel before the probe can in
+principle rewrite anything, the probe included. The README's grading section lists what
+this catches and what it cannot.
+
+Example (the fingerprint of a library function, and of its replacement):
+    >>> import torch
+    >>> fingerprint(torch.equal) == fingerprint(torch.allclose)
+    False
+"""
+
+from __future__ import annotations
+
+# Every import is inside the functions: the grader sends this source to the kernel as text.
+
+# The dotted names whose fingerprints the grader compares: what the checkers call.
+WATCHED = [
+    "torch.equal",
+    "torch.allclose",
+    "torch.load",
+    "torch.save",
+    "torch.is_tensor",
+    "torch.Tensor.equal",
+    "torch.Tensor.to",
+    "torch.nn.Module.state_dict",
+    "torch.nn.Module.load_state_dict",
+    "torch.nn.Module.parameters",
+    "torch.nn.Module.named_modules",
+    "torch.optim.Optimizer.state_dict",
+    "torch.optim.Optimizer.load_state_dict",
+    "safetensors.torch.load_file",
+    "zipfile.ZipFile",
+    "pathlib.Path.is_file",
+    "pathlib.Path.exists",
+    "builtins.isinstance",
+    "builtins.print",
+    "builtins.open",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.id",
+    "builtins.all",
+    "builtins.any",
+    "builtins.getattr",
+    "lesson_utils.checkpoint.load_checkpoint",
+    "lesson_utils.memory.mapped_from",
+]
+# Modules whose attributes must not have been replaced by the notebook's own code.
+SCANNED_MODULES = ("torch", "lesson_utils", "safetensors", "builtins", "pathlib", "zipfile", "os", "shutil", "json")
+SCANNED_MODULES += ("io", "pickle", "numpy", "IPython", "ipykernel", "importlib", "inspect", "types", "sys", "xxhash")
+# Classes whose methods must not have been replaced (module scans do not look inside classes).
+SCANNED_CLASSES = ["torch.Tensor", "torch.nn.Module", "torch.optim.Optimizer", "torch.optim.SGD", "torch.optim.Adam"]
+SCANNED_CLASSES += ["pathlib.Path", "pathlib.PurePath", "zipfile.ZipFile", "lesson_utils.exercises.core.Question"]
+
+
+def resolve(dotted: str) -> object:
+    """The object a dotted name refers to, importing its module if needed.
+
+    Example:
+        >>> resolve("os.path.join").__name__
+        'join'
+    """
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(dotted)
+
+
+def fingerprint(obj: object) -> str:
+    """Type, module, qualified name and code location of ``obj``: what a swap would change."""
+    import types
+
+    fn = getattr(obj, "__func__", obj)
+    code = getattr(fn, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if isinstance(code, types.CodeType) else ""
+    owner = getattr(fn, "__self__", None)
+    owner_type = "" if owner is None else type(owner).__name__
+    return "|".join(
+        [type(fn).__name__, str(getattr(fn, "__module__", "")), str(getattr(fn, "__qualname__", "")), where, owner_type]
+    )
+
+
+def from_notebook(obj: object) -> bool:
+    """Whether ``obj`` is a function or class written in the notebook (its cells' code)."""
+    import functools
+    import types
+
+    try:
+        while isinstance(obj, functools.partial):
+            obj = obj.func
+        fn = getattr(obj, "__func__", obj)
+        if getattr(fn, "__module__", None) == "__main__":
+            return True
+        code = getattr(fn, "__code__", None)
+    except Exception:  # an object whose attributes raise: not a function
+        return False
+    name = code.co_filename if isinstance(code, types.CodeType) else ""
+    return "ipykernel_" in name or name.startswith("<ipython-input")
+
+
+def tampering(fingerprints: dict[str, str], package_dir: str) -> list[str]:
+    """Every sign that the notebook changed what grading relies on, in words."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # touching every attribute wakes deprecation warnings
+        return _tampering(fingerprints, package_dir)
+
+
+def _tampering(fingerprints: dict[str, str], package_dir: str) -> list[str]:
+    import os
+    import sys
+    import threading
+
+    signs = []
+    for name, expected in fingerprints.items():
+        try:
+            found = fingerprint(resolve(name))
+        except Exception as error:  # deleted or made unreadable
+            found = f"unreadable ({type(error).__name__})"
+        if found != expected:
+            signs.append(f"{name} is not the library's own")
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.startswith(SCANNED_MODULES) or module_name.startswith("torch._dynamo"):
+            continue
+        if module_name.split(".")[0] not in SCANNED_MODULES:
+            continue  # e.g. "torchvision" starts with "torch" but is not watched
+        for attr, value in list(vars(module).items()):
+            if attr not in ("_", "__", "___") and from_notebook(value):  # IPython keeps the last results in builtins
+                signs.append(f"{module_name}.{attr} was replaced by code from the notebook")
+            elif module_name.startswith("lesson_utils.exercises.") and hasattr(value, "checker"):  # a Question
+                for part, inside in list(vars(value).items()):
+                    if from_notebook(inside):
+                        signs.append(f"{module_name}.{attr}.{part} was replaced by code from the notebook")
+    for class_name in SCANNED_CLASSES:
+        try:
+            cls = resolve(class_name)
+        except Exception:
+            continue
+        for attr, value in list(vars(cls).items()):
+            if from_notebook(value):
+                signs.append(f"{class_name}.{attr} was replaced by code from the notebook")
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except Exception:
+        shell = None
+    if shell is not None:
+        for event, callbacks in shell.events.callbacks.items():
+            signs += [f"an IPython '{event}' hook from the notebook" for cb in callbacks if from_notebook(cb)]
+        for attr in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
+            for item in getattr(shell, attr, []):
+                if from_notebook(item) or from_notebook(type(item)):
+                    signs.append(f"an IPython input transformer from the notebook ({attr})")
+        for attr, value in list(vars(shell).items()):
+            if from_notebook(value):
+                signs.append(f"the IPython shell's {attr} was replaced by code from the notebook")
+        for cls in type(shell).__mro__:
+            signs += [f"IPython's {cls.__name__}.{a} was replaced" for a, v in vars(cls).items() if from_notebook(v)]
+    for hook in list(sys.meta_path) + list(sys.path_hooks):
+        if from_notebook(hook) or from_notebook(type(hook)):
+            signs.append("an import hook from the notebook")
+    for tracer in (sys.gettrace(), sys.getprofile(), getattr(threading, "_trace_hook", None)):
+        if tracer is not None and from_notebook(tracer):
+            signs.append("a trace or profile function from the notebook")
+    for thread in threading.enumerate():
+        target = getattr(thread, "_target", None)
+        if thread is not threading.current_thread() and (from_notebook(target) or from_notebook(type(thread).run)):
+            signs.append(f"a thread started by the notebook was still running ({thread.name})")
+    package_dir = os.path.realpath(package_dir)
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "lesson_utils" or module_name.startswith("lesson_utils."):
+            file = getattr(module, "__file__", None)
+            if not file or not os.path.realpath(file).startswith(package_dir + os.sep):
+                signs.append(f"the module {module_name} does not come from the course package ({file})")
+    return sorted(set(signs))
+
+
+def fresh_questions(sources: dict[str, str], lesson: str) -> list:
+    """The lesson's questions, built from source text in modules of their own (not in sys.modules)."""
+    import sys
+    import types
+
+    core_name, lesson_name = "lesson_utils.exercises.core", f"lesson_utils.exercises.{lesson}"
+    saved = {name: sys.modules.get(name) for name in (core_name, lesson_name)}
+    try:
+        core = types.ModuleType(core_name)
+        sys.modules[core_name] = core  # dataclasses and the lesson module look it up while they are built
+        exec(compile(sources["core"], f"<grader's {core_name}>", "exec"), core.__dict__)
+        module = types.ModuleType(lesson_name)
+        sys.modules[lesson_name] = module
+        exec(compile(sources["lesson"], f"<grader's {lesson_name}>", "exec"), module.__dict__)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = value
+    questions = [v for v in vars(module).values() if isinstance(v, core.Question)]
+    return sorted(questions, key=lambda q: int(q.qid.rsplit(".q", 1)[1]))
+
+
+def copy_answer_files(question, namespace: dict, folder: str, limit: int) -> dict | None:
+    """For a question answered by paths only, copy them into ``folder``; ``{name: copy}`` or None."""
+    import os
+    import shutil
+
+    values = {name: namespace.get(name) for name in question.names}
+    if not all(isinstance(v, (str, os.PathLike)) for v in values.values()):
+        return None
+    copies, total = {}, 0
+    for index, (name, value) in enumerate(values.items()):
+        source = os.fspath(value)
+        target = os.path.join(folder, f"{index}_{os.path.basename(source.rstrip(os.sep)) or 'answer'}")
+        if os.path.isdir(source):
+            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files)
+            if total > limit:
+                return None
+            shutil.copytree(source, target)
+        elif os.path.isfile(source):
+            total += os.path.getsize(source)
+            if total > limit:
+                return None
+            shutil.copyfile(source, target)
+        else:
+            target = source  # nothing there: the grader's own check says so
+        copies[name] = target
+    return copies
+
+
+def probe(params: dict) -> str:
+    """Look for tampering, then grade every question on the notebook's variables; the report, as JSON."""
+    import json
+    import os
+    import sys
+
+    report: dict = {"results": [], "flags": [], "reported": {}, "files": {}, "error": None}
+    try:
+        report["flags"] = tampering(params["fingerprints"], params["package_dir"])
+        try:
+            from IPython import get_ipython
+
+            namespace = get_ipython().user_ns
+        except Exception:
+            namespace = sys.modules["__main__"].__dict__
+        student_core = sys.modules.get("lesson_utils.exercises.core")
+        for qid, result in dict(getattr(student_core, "RESULTS", {}) or {}).items():
+            report["reported"][str(qid)] = str(getattr(result, "status", result))
+        for question in fresh_questions(params["sources"], params["lesson"]):
+            result = question.evaluate(namespace)
+            report["results"].append({"question": result.question, "status": result.status, "message": result.message})
+            folder = os.path.join(params["files_dir"], question.qid)
+            try:
+                os.makedirs(folder, exist_ok=True)
+                copies = copy_answer_files(question, namespace, folder, params["copy_limit"])
+            except OSError:
+                copies = None
+            if copies is not None:
+                report["files"][question.qid] = copies
+    except BaseException as error:  # the probe must always report
+        report["error"] = f"{type(error).__name__}: {error}"[:500]
+    return json.dumps(report)

@@ -1,0 +1,336 @@
+"""Grade one submitted notebook, in a process of its own: ``python -m lesson_utils.grade_worker PARAMS.json``.
+
+:mod:`lesson_utils.grade` starts one of these per notebook (``-j N`` of them at once), so a
+notebook that kills its kernel's parent kills only this process. The worker:
+
+- starts a fresh kernel in the submission's own working folder, with that folder *not* on
+  the import path (``PYTHONSAFEPATH``), optionally inside a bubblewrap sandbox;
+- runs the student's cells under one time limit, remembering which cell is running;
+- after each cell that calls ``check()`` and at the end (also after a time-out, once the
+  kernel is interrupted) sends :mod:`lesson_utils.grade_probe` as a cell kept out of the
+  kernel's history; the probe's report comes back in the execute reply itself (a
+  ``user_expressions`` entry named by a secret made for this run), never through printed
+  output or files the notebook could write first;
+- checks again, in this process, every answer that is only files (a checkpoint on disk);
+- stops the kernel and every process it left behind (this process is a child subreaper,
+  and the kernel's environment carries a tag that its descendants inherit).
+
+Its row goes back to the grader with :func:`lesson_utils.processes.write_result`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib
+import inspect
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient.exceptions import DeadKernelError
+
+from lesson_utils import grade_probe
+from lesson_utils.notebooks import NotebookClient
+from lesson_utils.processes import RESULT_DIR_ENV, write_result
+
+TAG_ENV = "LESSON_GRADE_TAG"  # in every kernel's environment, inherited by whatever it starts
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def become_subreaper() -> None:
+    """Orphans of the kernel's descendants are re-parented to this process, not to init (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Process ids whose environment holds ``TAG_ENV=tag`` (Linux: read from /proc)."""
+    needle = f"{TAG_ENV}={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """The live children of ``pid`` (zombies, already dead, are reaped instead)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if int(parent) != pid:
+                continue
+            if state == "Z":
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(int(entry.name), os.WNOHANG)
+            else:
+                found.append(int(entry.name))
+    return found
+
+
+def kill_leftovers(tag: str, children: bool = True) -> int:
+    """SIGKILL every process carrying ``tag`` (and every child of this process); how many there were."""
+    killed: set[int] = set()
+    for _ in range(20):  # a process may fork while we look: repeat until none is left
+        pids = set(tagged_processes(tag)) | (set(children_of(os.getpid())) if children else set())
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+        for pid in pids:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap our own (re-parented) children
+            except ChildProcessError:
+                pass
+    return len(killed)
+
+
+def probe_cell(params: dict, out_name: str) -> str:
+    """The code sent to the kernel: the probe's source and a call that leaves the report in ``out_name``."""
+    source = inspect.getsource(grade_probe)
+    return (
+        f"def {out_name}():\n"
+        f"    _grader_source = {source!r}\n"
+        "    _grader = {'__name__': '__grader__'}\n"
+        "    exec(compile(_grader_source, '<grader probe>', 'exec'), _grader)\n"
+        f"    return _grader['probe']({params!r})\n"
+        f"{out_name} = {out_name}()\n"
+    )
+
+
+class Run:
+    """One notebook's run: the kernel, the cell being executed, the latest probe report."""
+
+    def __init__(self, params: dict) -> None:
+        self.params = params
+        self.secret = secrets.token_hex(16)
+        self.cell_index: int | None = None
+        self.report: dict | None = None
+        self.probes = 0
+        self.on_report = lambda: None  # called after each probe that reported
+        self.stopped = False  # set at the time limit: no further cell runs
+        lesson = importlib.import_module(f"lesson_utils.exercises.{params['lesson']}")
+        core = importlib.import_module("lesson_utils.exercises.core")
+        self.sources = {"core": inspect.getsource(core), "lesson": inspect.getsource(lesson)}
+        self.files_dir = Path(tempfile.mkdtemp(prefix="grade-files-"))
+        self.notebook = nbformat.read(params["notebook"], as_version=4)
+        self.client = NotebookClient(
+            self.notebook,
+            timeout=None,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": params["workdir"]}},
+            on_cell_start=self._started,
+        )
+        if params.get("sandbox"):  # the kernel inside bubblewrap (lesson_utils.sandbox)
+            from lesson_utils.sandbox import SandboxedKernelManager
+
+            inside = {"PYTHONSAFEPATH": "1", TAG_ENV: params["tag"], **params.get("kernel_env", {})}
+            if os.environ.get("PYTHONPATH"):
+                inside["PYTHONPATH"] = os.environ["PYTHONPATH"]
+            self.client.km = SandboxedKernelManager(
+                workdir=params["workdir"],
+                shared=[str(self.files_dir)],
+                hide=params["sandbox"]["hide"],
+                env=inside,
+                memory=params["sandbox"]["memory"],
+                kernel_name="python3",
+            )
+
+    def _started(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
+        self.cell_index = cell_index
+
+    async def probe(self, timeout: float) -> None:
+        """Send the probe; keep its report (the reply's user_expressions, parsed)."""
+        self.probes += 1
+        name = f"_grader_{self.secret}"
+        params = {
+            "fingerprints": self.params["fingerprints"],
+            "package_dir": str(PACKAGE_DIR),
+            "sources": self.sources,
+            "lesson": self.params["lesson"],
+            "files_dir": str(self.files_dir / str(self.probes)),
+            "copy_limit": 500 * 2**20,
+        }
+        kc = self.client.kc
+        msg_id = kc.execute(
+            probe_cell(params, name),
+            silent=True,
+            store_history=False,
+            user_expressions={"report": f"get_ipython().user_ns.pop({name!r}, None)"},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = await kc.shell_channel.get_msg(timeout=1)
+            except Exception:  # queue.Empty: nothing yet
+                if not await self.client.km.is_alive():
+                    return
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue  # e.g. the reply to a cell interrupted by the time limit
+            expression = msg["content"].get("user_expressions", {}).get("report", {})
+            if expression.get("status") == "ok":
+                text = expression["data"]["text/plain"]
+                report = json.loads(_literal(text))
+                report["probe"] = self.probes
+                self.report = report
+                self.on_report()
+            return
+
+    async def cells(self) -> None:
+        for index, cell in enumerate(self.notebook.cells):
+            if self.stopped:
+                return
+            await self.client.async_execute_cell(cell, index, execution_count=self.client.code_cells_executed + 1)
+            if cell.cell_type == "code" and ".check(" in cell.source and not self.stopped:
+                await self.probe(timeout=self.params["probe_timeout"])
+
+    async def run(self) -> dict:
+        row: dict = {"status": "graded", "reason": "", "cell": None}
+        env = {k: v for k, v in os.environ.items() if k != RESULT_DIR_ENV}
+        env.update({"PYTHONSAFEPATH": "1", TAG_ENV: self.params["tag"], **self.params.get("kernel_env", {})})
+        limit = self.params["timeout"]
+        start = time.monotonic()
+        try:
+            async with self.client.async_setup_kernel(env=env, cwd=self.params["workdir"]):
+                cells = asyncio.ensure_future(self.cells())
+                done, _ = await asyncio.wait({cells}, timeout=max(1.0, limit - (time.monotonic() - start)))
+                if cells in done:
+                    cells.result()  # raises DeadKernelError if the kernel died
+                else:  # the time limit: stop after this cell, interrupt it, grade what was done by then
+                    self.stopped = True
+                    number = self._cell_number()
+                    row.update(status=f"timed out in cell {number}", cell=number)
+                    row["reason"] = f"still running after {limit:g} s, in cell {number}{self._cell_text()}"
+                    await self.client.km.interrupt_kernel()
+                    done, _ = await asyncio.wait({cells}, timeout=10)
+                    if cells not in done:  # it ignores interrupts: the kernel stays busy, no probe can run
+                        cells.cancel()
+                        row["reason"] += "; it ignored the interrupt, so the last report before it counts"
+                    with contextlib.suppress(BaseException):
+                        await cells
+                    if cells.cancelled():
+                        return self._with_errors(row)
+                await self.probe(timeout=self.params["probe_timeout"])
+        except DeadKernelError:
+            row.update(status=f"crashed in cell {self._cell_number()}", cell=self._cell_number())
+            row["reason"] = f"the kernel died in cell {self._cell_number()}{self._cell_text()}"
+        return self._with_errors(row)
+
+    def _with_errors(self, row: dict) -> dict:
+        row["errors"] = cell_errors(self.notebook)
+        if row["errors"] and row["status"] == "graded":
+            row.update(status="ran with errors", reason="; ".join(row["errors"])[:1000])
+        return row
+
+    def _cell_number(self) -> int:
+        return (self.cell_index or 0) + 1  # as a teacher counts the cells in JupyterLab
+
+    def _cell_text(self) -> str:
+        if self.cell_index is None:
+            return ""
+        first = self.notebook.cells[self.cell_index].source.strip().splitlines()[:1]
+        return f": `{first[0][:80]}`" if first else ""
+
+
+def _literal(text: str) -> str:
+    """The str that a user expression's repr stands for."""
+    import ast
+
+    return ast.literal_eval(text)
+
+
+def cell_errors(notebook: nbformat.NotebookNode) -> list[str]:
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                found.append(f"cell {index + 1} raised {output['ename']}: {output['evalue']}"[:300])
+    return found
+
+
+def recheck_files(lesson: str, report: dict) -> list[str]:
+    """Grade each files-only answer again in this process; fix the results, and say where the kernel disagreed."""
+    module = importlib.import_module(f"lesson_utils.exercises.{lesson}")
+    questions = {q.qid: q for q in vars(module).values() if hasattr(q, "qid") and hasattr(q, "evaluate")}
+    notes = []
+    for result in report.get("results", []):
+        copies = report.get("files", {}).get(result["question"])
+        question = questions.get(result["question"])
+        if copies is None or question is None:
+            continue
+        ours = question.evaluate(copies)
+        if ours.status != result["status"]:
+            notes.append(
+                f"{result['question']}: the kernel's check said {result['status']}, the grader's own check of the "
+                f"file says {ours.status}"
+            )
+            result.update(status=ours.status, message=ours.message)
+    return notes
+
+
+def finished_row(row: dict, run: Run, leftover: int = 0) -> dict:
+    """The row as the grader gets it: status, reason, results, and what needs a teacher's look."""
+    report = run.report or {}
+    row = {**row, "results": report.get("results", []), "reported": report.get("reported", {})}
+    row["flags"] = list(report.get("flags", []))
+    if report.get("error"):
+        row["flags"].append(f"the grading probe failed in the kernel: {report['error']}")
+    if run.report is None and row["status"] == "graded":
+        row["flags"].append("no grading result came back from the kernel")
+    if leftover:
+        row["flags"].append(f"left {leftover} process(es) running after the notebook (killed)")
+    return row
+
+
+def main(argv: list[str]) -> None:
+    params = json.loads(Path(argv[0]).read_text())
+    become_subreaper()
+    run = Run(params)
+    # After each probe, the row so far: if the notebook kills this process, the grader still has it.
+    run.on_report = lambda: write_result(finished_row({"status": "grader stopped", "reason": KILLED}, run), "row")
+    try:
+        row = asyncio.run(run.run())
+    except Exception as error:  # e.g. a kernel that would not start: say so in the row, with the traceback in the log
+        import traceback
+
+        traceback.print_exc()
+        row = {"status": "grading failed", "reason": f"{type(error).__name__}: {error}"[:500]}
+    finally:
+        leftover = kill_leftovers(params["tag"])
+    row = finished_row(row, run, leftover)
+    row["flags"] += recheck_files(params["lesson"], run.report) if run.report else []
+    shutil.rmtree(run.files_dir, ignore_errors=True)
+    write_result(row, name="row")
+
+
+KILLED = "the grading process was killed while this notebook ran (by the notebook?)"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
