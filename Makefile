@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab check test lint format notebooks exercises timings browser release-check clean
+.PHONY: setup lab check test lint format notebooks exercises timings browser sandbox release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -18,7 +18,7 @@ check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest lesson_utils tests -m "not slow" $(PYTEST_ARGS)
 
-test: setup browser  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
+test: setup browser sandbox  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -37,6 +37,9 @@ exercises: setup  ## regenerate the blank exercise notebooks and solutions.json 
 
 timings: setup  ## run every notebook in a fresh kernel and print a table of seconds (a measurement, not a test)
 	$(BIN)/python scripts/execute_notebooks.py --time $(NOTEBOOKS)
+
+sandbox:  ## install bubblewrap for the grader's --sandbox and its tests when it is missing (needs apt-get)
+	@./scripts/install_sandbox.sh
 
 browser:  ## install Debian's Chromium for the browser tests when it is missing (needs apt-get)
 	@./scripts/install_browser.sh

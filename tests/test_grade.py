@@ -149,8 +149,8 @@ ATTACKS = {
         solution()
         + [
             "import subprocess\n"
-            f"subprocess.Popen(['sleep', '300', '{MARKER}'], start_new_session=True)\n"
-            f"subprocess.Popen(['sh', '-c', 'sleep 300 {MARKER} & exit 0'])  # a daemon: its parent exits at once"
+            f"subprocess.Popen(['sh', '-c', 'sleep 300; : {MARKER}'], start_new_session=True)\n"
+            f"subprocess.Popen(['sh', '-c', '(sleep 300; : {MARKER}) & exit 0'])  # a daemon: its parent exits at once"
         ],
         3,
         "graded",
