@@ -28,6 +28,7 @@ import argparse
 import collections
 import csv
 import importlib
+import hmac
 import json
 import os
 import re
@@ -89,18 +90,23 @@ def notebook_of(path: Path) -> tuple[bytes, Path | None]:
     return path.read_bytes(), None
 
 
-def tree_bytes(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (``__pycache__`` aside), relative path to content."""
+def tree_bytes(folder: Path, caches: bool = False) -> dict[str, bytes]:
+    """Every file under ``folder``, relative path to content (``__pycache__`` too if ``caches``).
+
+    The package's ``__pycache__`` counts: a planted ``.pyc`` with the source's time stamp would
+    run instead of the source. Kernels and workers keep their bytecode elsewhere
+    (``PYTHONPYCACHEPREFIX``), so any change there is a notebook's doing.
+    """
     return {
         str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and (caches or "__pycache__" not in p.parts)
     }
 
 
-def restore_tree(folder: Path, saved: dict[str, bytes]) -> list[str]:
+def restore_tree(folder: Path, saved: dict[str, bytes], caches: bool = False) -> list[str]:
     """Put ``folder`` back as ``saved``; the relative paths that had changed, appeared or gone."""
-    now = tree_bytes(folder)
+    now = tree_bytes(folder, caches)
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     for key in changed:
         path = folder / key
@@ -196,11 +202,18 @@ class Grader:
             self.journal.write_text("")
             self.log.write_text("")
 
-    def write_row(self, row: dict) -> None:
-        with self.lock, open(self.out, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, fieldnames=self.columns).writerow({k: row.get(k, "") for k in self.columns})
-            f.flush()
-            os.fsync(f.fileno())
+    def write_row(self, row: dict, flags: list[str]) -> None:
+        """Append ``row``; if the CSV is not what the grader wrote, put it back first and flag this notebook."""
+        with self.lock:
+            if self.out.read_bytes() != self.csv_bytes:
+                self.out.write_bytes(self.csv_bytes)
+                flags.append("the grades file changed while it ran (restored)")
+                row["needs review"] = "; ".join(filter(None, [row.get("needs review"), flags[-1]]))
+            with open(self.out, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, fieldnames=self.columns).writerow({k: row.get(k, "") for k in self.columns})
+                f.flush()
+                os.fsync(f.fileno())
+            self.csv_bytes = self.out.read_bytes()
         write_feedback(self.feedback / f"{row['student']}.md", row, self.lesson)
 
     # -- one submission --------------------------------------------------------------------------------
@@ -238,15 +251,17 @@ class Grader:
                 "kernel_env": {"OMP_NUM_THREADS": "1"} if self.jobs > 1 else {},  # N kernels, not N x cores threads
             }
             (private / "params.json").write_text(json.dumps(params))
-            env = {**os.environ, "PYTHONSAFEPATH": "1"}
+            env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPYCACHEPREFIX": str(private / "pycache")}
+            key = secrets.token_hex(32)
             try:
                 finished = run(
                     [sys.executable, "-m", "lesson_utils.grade_worker", str(private / "params.json")],
                     timeout=self.timeout + 240,
                     env=env,
                     cwd=private,
+                    input=key + "\n",
                 )
-                output, result = finished.output, finished.results.get("row")
+                output, result = finished.output, self._verified(finished.results.get("row"), key)
                 if finished.returncode != 0:  # killed: the row holds what the last probe found, if any
                     result = result or {"status": "grader stopped", "reason": grade_worker.KILLED, "results": []}
                     result["flags"] = [
@@ -275,12 +290,23 @@ class Grader:
         row["_results"], row["_reported"] = result.get("results", []), result.get("reported", {})
         return self.finish(row, flags)
 
+    @staticmethod
+    def _verified(signed: dict | None, key: str) -> dict | None:
+        """The worker's row if its HMAC holds; else a row saying that something else wrote it."""
+        if signed is None:
+            return None
+        text = json.dumps(signed.get("row"), sort_keys=True)
+        if not hmac.compare_digest(str(signed.get("mac")), hmac.new(key.encode(), text.encode(), "sha256").hexdigest()):
+            return {"status": "grading failed", "reason": "the grading result was not written by the grader",
+                    "flags": ["the grading process's result file was replaced (by the notebook?)"]}  # fmt: skip
+        return signed["row"]
+
     def finish(self, row: dict, flags: list[str]) -> dict:
         with self.lock:  # one check at a time: which notebook changed things is then clear
             changed = restore_tree(self.folder, self.saved_submissions)
             if changed:
                 flags.append(f"the submissions folder changed while it ran ({', '.join(changed[:5])}); restored")
-            changed = restore_tree(PACKAGE_DIR, self.saved_package)
+            changed = restore_tree(PACKAGE_DIR, self.saved_package, caches=True)
             if changed:
                 flags.append(f"the course package changed while it ran ({', '.join(changed[:5])}); restored")
         results = {r["question"]: r for r in row.pop("_results", [])}
@@ -299,14 +325,16 @@ class Grader:
                 row[f"{short} message"] += f" (check() had said correct; the final state is {result['status']})"
         row.update({"points": earned, "max points": total, "percent": round(100 * earned / total, 1) if total else 0})
         row["needs review"] = "; ".join(([row["needs review"]] if row.get("needs review") else []) + flags)
-        self.write_row(row)
+        self.write_row(row, flags)
         return row
 
     # -- the class -------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[dict]:
         self._start_files(resume)
+        self.csv_bytes = self.out.read_bytes()
+        sys.dont_write_bytecode = True  # from now on a new .pyc in the package is a notebook's doing
         self.saved_submissions = tree_bytes(self.folder)
-        self.saved_package = tree_bytes(PACKAGE_DIR)
+        self.saved_package = tree_bytes(PACKAGE_DIR, caches=True)
         todo = [name for name in self.submissions if name not in self.done]
         rows = list(self.done.values())
         set_read_only(self.folder, True)
@@ -331,6 +359,9 @@ class Grader:
         finally:
             bar.close()
             set_read_only(self.folder, False)
+        for row in rows:  # a notebook may have rewritten someone's feedback: write them all from our own record
+            if row.get("student") and row.get("q1") is not None:
+                write_feedback(self.feedback / f"{row['student']}.md", row, self.lesson)
         write_summary(self.out.parent, rows, self.lesson)
         return rows
 
@@ -425,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
         from lesson_utils.sandbox import check_available, parse_size
 
         check_available()
-        sandbox = {"memory": parse_size(args.memory), "hide": [str(args.submissions), str(args.out.parent)]}
+        hide = [str(args.submissions), str(args.out.parent), str(PACKAGE_DIR.parent / "notebooks")]
+        sandbox = {"memory": parse_size(args.memory), "hide": hide}
     rows = grade_folder(args.submissions, args.out, args.lesson, args.timeout, args.jobs, args.resume, sandbox)
     print((args.out.parent / "summary.md").read_text(encoding="utf-8"))
     print(

@@ -18,8 +18,10 @@ not stored in the kernel's history, with a call to :func:`probe`. The probe:
    notebook's variables as they are now;
 3. **hands the files over**: for a question whose answer is only paths (a checkpoint on
    disk), it copies those files so the grader can check them again in its own process;
-4. returns all of it as JSON, which the grader reads from the kernel's reply to this very
-   cell (a user expression named by a secret made for this run), not from printed output.
+4. returns all of it as the ``repr`` of plain dicts, lists and strings (built-in C code, not a
+   library function a notebook could replace, such as ``json.dumps``), which the grader reads
+   from the kernel's reply to this very cell (a user expression named by a secret made for
+   this run), not from printed output.
 
 Same-kernel grading has limits: code that runs in the kernel before the probe can in
 principle rewrite anything, the probe included. The README's grading section lists what
@@ -65,6 +67,18 @@ WATCHED = [
     "builtins.getattr",
     "lesson_utils.checkpoint.load_checkpoint",
     "lesson_utils.memory.mapped_from",
+    # what carries the report back: IPython evaluates and formats the user expression
+    "IPython.core.interactiveshell.InteractiveShell.user_expressions",
+    "IPython.core.interactiveshell.InteractiveShell.ev",
+    "IPython.core.interactiveshell.InteractiveShell.run_cell",
+    "IPython.core.formatters.DisplayFormatter.format",
+    "IPython.core.formatters.PlainTextFormatter.__call__",
+    "ipykernel.ipkernel.IPythonKernel.do_execute",
+    "ipykernel.kernelbase.Kernel.execute_request",
+    "jupyter_client.session.Session.send",
+    "builtins.repr",
+    "builtins.dict",
+    "torch._C.DisableTorchFunctionSubclass",
 ]
 # Modules whose attributes must not have been replaced by the notebook's own code.
 SCANNED_MODULES = ("torch", "lesson_utils", "safetensors", "builtins", "pathlib", "zipfile", "os", "shutil", "json")
@@ -260,7 +274,6 @@ def copy_answer_files(question, namespace: dict, folder: str, limit: int) -> dic
 
 def probe(params: dict) -> str:
     """Look for tampering, then grade every question on the notebook's variables; the report, as JSON."""
-    import json
     import os
     import sys
 
@@ -289,4 +302,4 @@ def probe(params: dict) -> str:
                 report["files"][question.qid] = copies
     except BaseException as error:  # the probe must always report
         report["error"] = f"{type(error).__name__}: {error}"[:500]
-    return json.dumps(report)
+    return report.__repr__()  # a real dict's own repr: C code all the way down, nothing a notebook can replace

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hmac
 import importlib
 import inspect
 import json
@@ -150,6 +151,7 @@ class Run:
             from lesson_utils.sandbox import SandboxedKernelManager
 
             inside = {"PYTHONSAFEPATH": "1", TAG_ENV: params["tag"], **params.get("kernel_env", {})}
+            inside["PYTHONPYCACHEPREFIX"] = "/tmp/home/.pycache"  # never the package's __pycache__
             if os.environ.get("PYTHONPATH"):
                 inside["PYTHONPATH"] = os.environ["PYTHONPATH"]
             self.client.km = SandboxedKernelManager(
@@ -196,7 +198,7 @@ class Run:
             expression = msg["content"].get("user_expressions", {}).get("report", {})
             if expression.get("status") == "ok":
                 text = expression["data"]["text/plain"]
-                report = json.loads(_literal(text))
+                report = _literal(_literal(text))  # the repr of the probe's repr of plain containers
                 report["probe"] = self.probes
                 self.report = report
                 self.on_report()
@@ -214,6 +216,7 @@ class Run:
         row: dict = {"status": "graded", "reason": "", "cell": None}
         env = {k: v for k, v in os.environ.items() if k != RESULT_DIR_ENV}
         env.update({"PYTHONSAFEPATH": "1", TAG_ENV: self.params["tag"], **self.params.get("kernel_env", {})})
+        env["PYTHONPYCACHEPREFIX"] = str(self.files_dir / "pycache")  # never the package's __pycache__
         limit = self.params["timeout"]
         start = time.monotonic()
         try:
@@ -258,8 +261,8 @@ class Run:
         return f": `{first[0][:80]}`" if first else ""
 
 
-def _literal(text: str) -> str:
-    """The str that a user expression's repr stands for."""
+def _literal(text: str) -> object:
+    """The value a repr of plain Python values stands for (never evaluates code)."""
     import ast
 
     return ast.literal_eval(text)
@@ -308,12 +311,22 @@ def finished_row(row: dict, run: Run, leftover: int = 0) -> dict:
     return row
 
 
+def signed(row: dict, key: str) -> dict:
+    """The row with an HMAC under ``key``: the grader can tell it from one a notebook wrote."""
+    text = json.dumps(row, sort_keys=True)
+    return {"row": row, "mac": hmac.new(key.encode(), text.encode(), "sha256").hexdigest()}
+
+
 def main(argv: list[str]) -> None:
     params = json.loads(Path(argv[0]).read_text())
+    key = sys.stdin.readline().strip()  # from the grader, on stdin: not in any file, command line or environment
     become_subreaper()
     run = Run(params)
-    # After each probe, the row so far: if the notebook kills this process, the grader still has it.
-    run.on_report = lambda: write_result(finished_row({"status": "grader stopped", "reason": KILLED}, run), "row")
+
+    def report_so_far() -> None:  # after each probe: if the notebook kills this process, the grader still has it
+        write_result(signed(finished_row({"status": "grader stopped", "reason": KILLED}, run), key), "row")
+
+    run.on_report = report_so_far
     try:
         row = asyncio.run(run.run())
     except Exception as error:  # e.g. a kernel that would not start: say so in the row, with the traceback in the log
@@ -326,7 +339,7 @@ def main(argv: list[str]) -> None:
     row = finished_row(row, run, leftover)
     row["flags"] += recheck_files(params["lesson"], run.report) if run.report else []
     shutil.rmtree(run.files_dir, ignore_errors=True)
-    write_result(row, name="row")
+    write_result(signed(row, key), name="row")
 
 
 KILLED = "the grading process was killed while this notebook ran (by the notebook?)"

@@ -105,9 +105,16 @@ def started(command: Sequence[str], grace: float = 20, **popen_args: Any) -> Ite
 
 
 def run(
-    command: Sequence[str], timeout: float, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
+    command: Sequence[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    input: str | None = None,  # noqa: A002 - subprocess's name for it
 ) -> Finished:
     """Run ``command`` to the end in its own group, within ``timeout`` seconds; its exit code, output and results.
+
+    ``input`` is written to its standard input (e.g. a key that must not appear in its
+    command line or environment, both readable by other processes of the same user).
 
     A run past ``timeout`` is stopped (the whole group) and raises ``TimeoutError``. A non-zero
     exit code is returned, not raised: the caller says what it means.
@@ -122,9 +129,10 @@ def run(
             env=child_env,
             cwd=cwd,
             start_new_session=True,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
         )
         try:
-            output, _ = process.communicate(timeout=timeout)
+            output, _ = process.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:
             stop(process, grace=0)
             process.communicate()

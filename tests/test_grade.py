@@ -125,6 +125,35 @@ ATTACKS = {
         "graded",
         "thread",
     ),
+    "json_forge": (  # the probe's report used to go through json.dumps: make it say "all correct"
+        blank()
+        + [
+            "import json\n_dumps = json.dumps\n"
+            "def forged(report, *args, **kwargs):\n"
+            "    if isinstance(report, dict) and 'results' in report:\n"
+            "        for result in report['results']:\n"
+            "            result['status'] = 'correct'\n"
+            "        report['flags'] = []\n"
+            "    return _dumps(report, *args, **kwargs)\n"
+            "json.dumps = forged"
+        ],
+        0,
+        "graded",
+        "json.dumps",
+    ),
+    "pyc_poison": (  # a .pyc beside the course package's source would run instead of it, for everyone after
+        blank()
+        + [
+            "import os, sys, lesson_utils.grade_worker as target\n"
+            "folder = os.path.join(os.path.dirname(target.__file__), '__pycache__')\n"
+            "cache = os.path.join(folder, f'grade_worker.{sys.implementation.cache_tag}.pyc')\n"
+            "os.makedirs(folder, exist_ok=True)\n"
+            "open(cache, 'wb').write(b'not really bytecode')"
+        ],
+        0,
+        "graded",
+        "course package changed",
+    ),
     "never_checked": (no_checks(solution()), 3, "graded", None),
     "fixed_after_check": (  # wrong answers checked, then fixed: the final state counts
         blank()[:1]
@@ -290,6 +319,18 @@ def test_reports_beside_the_csv(graded):
     assert "===== raises.ipynb" in log
 
 
+def test_a_result_not_signed_by_the_grading_process_is_refused():
+    from lesson_utils.grade import Grader
+    from lesson_utils.grade_worker import signed
+
+    row = {"status": "graded", "results": [{"question": "lesson01.q1", "status": "correct", "message": ""}]}
+    assert Grader._verified(signed(row, "key"), "key") == row
+    assert Grader._verified(signed(row, "guess"), "key")["status"] == "grading failed"
+    forged = signed(row, "key")
+    forged["row"]["results"][0]["status"] = "incorrect"
+    assert Grader._verified(forged, "key")["status"] == "grading failed"
+
+
 def test_classify_before_running():
     assert classify(b"", "a.ipynb")[0] == "empty file"
     assert classify("\ufeff{}".encode(), "a.ipynb")[0] == "not a notebook"
@@ -320,8 +361,15 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
         f"try:\n    (Path({str(folder)!r}) / 'planted.txt').write_text('x')\nexcept OSError:\n    pass"
     )
     write(folder, "d_vandal.ipynb", blank() + [vandal])
-    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     out = tmp_path / "grades" / "grades.csv"
+    editor = (  # finds the grades file and gives the first student 0 points
+        "from pathlib import Path\n"
+        f"grades = Path({str(out)!r})\n"
+        "text = grades.read_text(encoding='utf-8-sig')\n"
+        "grades.write_text(text.replace(',3,3,100.0,', ',0,3,0.0,'), encoding='utf-8')"
+    )
+    write(folder, "e_csv_editor.ipynb", blank() + [editor])
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == -signal.SIGKILL
@@ -336,5 +384,6 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
     assert table["b_killer.ipynb"]["status"] == "stopped the grader" and table["b_killer.ipynb"]["needs review"]
     assert table["a_honest.ipynb"]["points"] == table["c_honest.ipynb"]["points"] == "3"
     assert "submissions folder changed" in table["d_vandal.ipynb"]["needs review"]
+    assert "grades file changed" in table["e_csv_editor.ipynb"]["needs review"]
     assert table["c_honest.ipynb"]["needs review"] == ""
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before, "restored"
