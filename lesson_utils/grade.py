@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import importlib
 import hmac
+import importlib
 import json
 import os
 import re

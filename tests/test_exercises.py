@@ -1,11 +1,14 @@
 """Every checker: its reference solution passes, and at least three distinct wrong answers fail
 with the message meant for them. Checkers inspect real objects and files."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from lesson_utils import Net, OfflineShapes, seed_everything
 from lesson_utils.exercises import (
@@ -13,6 +16,7 @@ from lesson_utils.exercises import (
     INCORRECT,
     NOT_ATTEMPTED,
     RESULTS,
+    Question,
     lesson01,
     lesson02,
     lesson03,
@@ -44,27 +48,64 @@ def net():
 
 def test_l01_q1_saved_state_dict(net, tmp_path):
     q, path = lesson01.q1, tmp_path / "w.pt"
+    names = {"net": net, "weights_path": path}
     expect(q, {"net": net, "weights_path": None}, NOT_ATTEMPTED, "`weights_path`")
     torch.save(net.state_dict(), path)
-    expect(q, {"net": net, "weights_path": path}, CORRECT, "bit for bit")
+    expect(q, names, CORRECT, "bit for bit")
     expect(q, {"net": net, "weights_path": tmp_path / "nope.pt"}, INCORRECT, "there is no file")
+    expect(q, {"net": net, "weights_path": tmp_path}, INCORRECT, "is the folder")
+    expect(q, {"net": net, "weights_path": net.state_dict()}, INCORRECT, "should be a path (a str or Path), not a dict")
     torch.save(net, path)
-    expect(q, {"net": net, "weights_path": path}, INCORRECT, "Did you save the whole model")
+    expect(q, names, INCORRECT, "did you save the model or optimizer object itself")
+    torch.save(net.state_dict, path)  # the method, without its ()
+    expect(q, names, INCORRECT, "without its ()")
     torch.save(Net().state_dict(), path)
-    expect(q, {"net": net, "weights_path": path}, INCORRECT, "differs from net's")
+    expect(q, names, INCORRECT, "differs from net's")
     torch.save({"conv1.weight": net.conv1.weight}, path)
-    expect(q, {"net": net, "weights_path": path}, INCORRECT, "the keys do not match")
+    expect(
+        q,
+        names,
+        INCORRECT,
+        "the keys do not match net's state_dict. Missing from the file: ['conv1.bias', 'conv2.weight'",
+    )
+    torch.save({k: v.double() for k, v in net.state_dict().items()}, path)
+    expect(q, names, INCORRECT, "conv1.weight is torch.float64 in the file but torch.float32 in net's")
+    torch.save(nn.DataParallel(net).state_dict(), path)
+    result = expect(q, names, INCORRECT, "Missing from the file: ['conv1.weight'")
+    assert "Unexpected in the file: ['module.conv1.weight'" in result.message
+    torch.save(list(net.state_dict().values()), path)
+    expect(q, names, INCORRECT, "the file holds a list")
+    path.write_text("not a torch file")
+    expect(q, names, INCORRECT, "is not a file written by torch.save (other bytes)")
 
 
-def test_l01_q2_eval_mode(net):
-    q = lesson01.q2
-    expect(q, {"model": None}, NOT_ATTEMPTED)
-    expect(q, {"model": net.eval()}, CORRECT)
-    expect(q, {"model": net.train()}, INCORRECT, "still in training mode: call model.eval()")
-    net.eval()
-    net.fc1.train()
-    expect(q, {"model": net}, INCORRECT, "its part `fc1` is training")
-    expect(q, {"model": "weights.pt"}, INCORRECT, "should be the nn.Module")
+def test_l01_q2_ready_to_predict(net, tmp_path):
+    q, path = lesson01.q2, tmp_path / "w.pt"
+    torch.save(net.state_dict(), path)
+
+    def loaded():
+        model = Net()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model
+
+    def names(model):
+        return {"model": model, "weights_path": path, "net": net}
+
+    expect(q, {"model": None, "weights_path": path, "net": net}, NOT_ATTEMPTED)
+    expect(q, names(loaded().eval()), CORRECT, "holds the file's weights")
+    expect(q, names(loaded().train()), INCORRECT, "still in training mode: call model.eval()")
+    partly = loaded().eval()
+    partly.fc1.train()
+    expect(q, names(partly), INCORRECT, "its part `fc1` is training")
+    expect(q, names("weights.pt"), INCORRECT, "`model` is a path, not a model")
+    expect(q, names(Net().eval()), INCORRECT, "in `model` differs from the file at `weights_path`")  # eval, but random
+    expect(q, names(Net().load_state_dict(net.state_dict())), INCORRECT, "what load_state_dict returned")
+    expect(q, names(torch.load(path, weights_only=True)), INCORRECT, "`model` is a dict (a state_dict?)")
+    expect(q, names(net.eval()), INCORRECT, "`model` is `net` itself")
+    expect(q, names(loaded().double().eval()), INCORRECT, "torch.float64 in `model` but torch.float32")
+    expect(q, names(loaded().eval), INCORRECT, "the method `eval` of a model, not the model: add the ()")
+    expect(q, names(nn.Linear(2, 2).eval()), INCORRECT, "Unexpected in `model`: ['weight', 'bias']")
+    expect(q, {**names(loaded().eval()), "weights_path": tmp_path / "x.pt"}, INCORRECT, "answer Q1 first")
 
 
 @pytest.mark.parametrize(
@@ -95,16 +136,21 @@ def test_multiple_choice(question, right, wrongs):
 
 def test_l02_q2_safetensors(net, tmp_path):
     q, path = lesson02.q2, tmp_path / "w.safetensors"
+    names = {"net": net, "safetensors_path": path}
     save_file(net.state_dict(), path)
-    expect(q, {"net": net, "safetensors_path": path}, CORRECT, "no pickle")
+    expect(q, names, CORRECT, "no pickle")
     torch.save(net.state_dict(), path)
-    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "this is a torch.save file")
+    expect(q, names, INCORRECT, "this is a torch.save file")
     save_file(Net().state_dict(), path)
-    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "differs from net's")
+    expect(q, names, INCORRECT, "differs from net's")
     save_file({"w": torch.ones(2)}, path)
-    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "the keys do not match net's state_dict")
+    expect(q, names, INCORRECT, "the keys do not match net's state_dict")
     path.write_text("hello")
-    expect(q, {"net": net, "safetensors_path": path}, INCORRECT, "safetensors cannot read")
+    expect(q, names, INCORRECT, "safetensors cannot read")
+    save_file({k: v.half() for k, v in net.state_dict().items()}, path)
+    expect(q, names, INCORRECT, "torch.float16 in the file but torch.float32 in net's")
+    expect(q, {"net": net, "safetensors_path": tmp_path}, INCORRECT, "is the folder")
+    expect(q, {"net": net, "safetensors_path": 3}, INCORRECT, "should be a path")
 
 
 # lesson 03 -----------------------------------------------------------------------------------
@@ -120,78 +166,226 @@ def trained(net):
 def test_l03_q1_resumable_checkpoint(trained, tmp_path):
     net, optimizer = trained
     q, path = lesson03.q1, tmp_path / "c.pt"
+    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer}
     good = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(good, path)
-    expect(q, {"checkpoint_path": path}, CORRECT)
+    expect(q, names, CORRECT, "trained weights")
     torch.save({"epoch": 1, "model_state_dict": net.state_dict()}, path)
-    expect(q, {"checkpoint_path": path}, INCORRECT, "lacks 'optimizer_state_dict'")
+    expect(q, names, INCORRECT, "lacks 'optimizer_state_dict'")
     torch.save({**good, "loss": np.float64(0.3)}, path)
-    expect(q, {"checkpoint_path": path}, INCORRECT, "refuses to load with weights_only=True")
+    expect(q, names, INCORRECT, "refuses to load with weights_only=True")
     fresh = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
     torch.save({**good, "optimizer_state_dict": fresh.state_dict()}, path)
-    expect(q, {"checkpoint_path": path}, INCORRECT, "no momentum buffers")
-    torch.save({**good, "epoch": "one"}, path)
-    expect(q, {"checkpoint_path": path}, INCORRECT, "'epoch' should be an int")
+    expect(q, names, INCORRECT, "no momentum buffers")
+    for epoch, message in [("one", "found str"), (True, "found bool"), (torch.tensor(1), "found Tensor"), (5, "is 5")]:
+        torch.save({**good, "epoch": epoch}, path)
+        expect(q, names, INCORRECT, message)
+    torch.save({**good, "model_state_dict": Net().state_dict()}, path)  # another net's weights
+    expect(q, names, INCORRECT, "net's trained weights")
+    torch.save({**good, "model_state_dict": {k: v.double() for k, v in net.state_dict().items()}}, path)
+    expect(q, names, INCORRECT, "torch.float64 in the checkpoint's model_state_dict but torch.float32 in net's")
+    torch.save({**good, "model_state_dict": None}, path)
+    expect(q, names, INCORRECT, "is a NoneType, not a state_dict")
+    doubled = optimizer.state_dict()
+    doubled["state"] = {i: {"momentum_buffer": s["momentum_buffer"].double()} for i, s in doubled["state"].items()}
+    torch.save({**good, "optimizer_state_dict": doubled}, path)
+    expect(q, names, INCORRECT, "the momentum buffer saved for conv1.weight does not match the parameter")
+    partial = optimizer.state_dict()
+    partial["state"] = {i: s for i, s in partial["state"].items() if i < 4}
+    torch.save({**good, "optimizer_state_dict": partial}, path)
+    expect(q, names, INCORRECT, "no momentum buffer for fc1.weight")
+    faster = optimizer.state_dict()
+    faster["param_groups"] = [{**group, "lr": 0.1} for group in faster["param_groups"]]
+    torch.save({**good, "optimizer_state_dict": faster}, path)
+    expect(q, names, INCORRECT, "not the set-up's optimizer (lr=0.02, momentum=0.9)")
+    torch.save(good, path)
+    expect(q, {**names, "optimizer": None}, CORRECT)  # Q2's blank answer cell resets `optimizer`: Q1 still holds
+    expect(q, {**names, "checkpoint_path": tmp_path}, INCORRECT, "is the folder")
+    expect(q, {**names, "checkpoint_path": good}, INCORRECT, "should be a path")
 
 
-def test_l03_q2_optimizer_on_the_loaded_model(trained):
+def test_l03_q1_the_checkpoint_holds_the_trained_weights(tmp_path):
+    seed_everything(0)
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+    path = tmp_path / "c.pt"
+    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer}
+    before = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+    torch.save(before, path)  # nothing trained yet
+    expect(lesson03.q1, names, INCORRECT, "net's weights from before training: run train_one_epoch")
+    train_one_epoch(net, optimizer, OfflineShapes(64), epoch=0)  # trained after the save
+    expect(lesson03.q1, names, INCORRECT, "net's weights from before training")
+    torch.save({**before, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
+    expect(lesson03.q1, names, CORRECT)
+    train_one_epoch(net, optimizer, OfflineShapes(64), epoch=1)  # trained again after the save
+    expect(lesson03.q1, names, INCORRECT, "save net.state_dict() after train_one_epoch")
+
+
+@pytest.fixture
+def checkpoint_path(trained, tmp_path):
     net, optimizer = trained
-    model = Net()
-    right = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    right.load_state_dict(optimizer.state_dict())
-    expect(lesson03.q2, {"model": model, "optimizer": right}, CORRECT)
+    path = tmp_path / "resume.pt"
+    state = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+    torch.save(state, path)
+    return path
+
+
+def resumed(path, lr=0.02, model=None, load_model=True, load_optimizer=True, kind=torch.optim.SGD, **options):
+    checkpoint = torch.load(path, weights_only=True)
+    model = model or Net()
+    optimizer = kind(model.parameters(), lr=lr, momentum=0.9) if kind is torch.optim.SGD else kind(model.parameters())
+    if load_model:
+        model.load_state_dict(checkpoint["model_state_dict"], **options)
+    if load_optimizer:
+        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    return {"model": model, "optimizer": optimizer, "checkpoint_path": path}
+
+
+def test_l03_q2_optimizer_on_the_loaded_model(trained, checkpoint_path):
+    net, optimizer = trained
+    q = lesson03.q2
+    expect(q, resumed(checkpoint_path), CORRECT, "carries on with the saved momentum")
     wrong = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)  # the original's bug
     wrong.load_state_dict(optimizer.state_dict())
-    expect(lesson03.q2, {"model": model, "optimizer": wrong}, INCORRECT, "the original lesson's bug")
-    not_loaded = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    expect(lesson03.q2, {"model": model, "optimizer": not_loaded}, INCORRECT, "state was not loaded")
-    expect(lesson03.q2, {"model": model, "optimizer": "sgd"}, INCORRECT, "a torch.optim optimizer")
+    expect(q, {**resumed(checkpoint_path), "optimizer": wrong}, INCORRECT, "the original lesson's bug")
+    expect(q, resumed(checkpoint_path, load_optimizer=False), INCORRECT, "state was not loaded")
+    expect(q, {**resumed(checkpoint_path), "optimizer": "sgd"}, INCORRECT, "a torch.optim optimizer")
+    expect(q, resumed(checkpoint_path, load_model=False), INCORRECT, "model.load_state_dict(checkpoint[")
+    with torch.device("meta"):
+        lean = Net()
+    meta = resumed(checkpoint_path, model=lean, assign=True)  # optimizer built before the assign=True load
+    expect(q, meta, INCORRECT, "built before load_state_dict(..., assign=True)")
+    fast = resumed(checkpoint_path)
+    fast["optimizer"].param_groups[0]["lr"] = 0.1
+    expect(q, fast, INCORRECT, "lr=0.1, momentum=0.9")
+    expect(q, resumed(checkpoint_path, kind=torch.optim.Adam, load_optimizer=False), INCORRECT, "found Adam")
+    both = resumed(checkpoint_path)
+    both["optimizer"].add_param_group({"params": list(net.parameters())})
+    expect(q, both, INCORRECT, "does not update exactly `model`'s parameters")
+    replaced = resumed(checkpoint_path, load_model=False)  # built on a normal model, then an assign=True load
+    replaced["model"].load_state_dict(torch.load(checkpoint_path, weights_only=True)["model_state_dict"], assign=True)
+    expect(q, replaced, INCORRECT, "after the load if that uses assign=True")
+    halved = resumed(checkpoint_path)
+    for state in halved["optimizer"].state.values():
+        state["momentum_buffer"].mul_(0.5)
+    expect(q, halved, INCORRECT, "in `optimizer` differs from the checkpoint's optimizer_state_dict")
+    doubled = resumed(checkpoint_path)
+    doubled["model"].double()
+    expect(q, doubled, INCORRECT, "torch.float64 in `model` but torch.float32")
+    expect(q, {**resumed(checkpoint_path), "model": Net().load_state_dict(net.state_dict())}, INCORRECT, "returned")
+    expect(q, {**resumed(checkpoint_path), "checkpoint_path": checkpoint_path.parent}, INCORRECT, "is the folder")
 
 
 # lesson 04 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")  # wrong answers do that
 def test_l04_q1_warm_start(net):
     source = net.state_dict()
-    target = Net(num_classes=4)
-    load_matching_weights(target, source)
-    expect(lesson04.q1, {"target": target, "source_state": source}, CORRECT, "8 tensors transferred")
-    expect(lesson04.q1, {"target": Net(num_classes=4), "source_state": source}, INCORRECT, "no layer of `target`")
+    q = lesson04.q1
+
+    def warm(**changes):
+        target = Net(num_classes=4)
+        load_matching_weights(target, source)
+        with torch.no_grad():
+            for name, value in changes.items():
+                getattr(target.fc3, name).copy_(value)
+        return {"target": target, "source_state": source}
+
+    expect(q, warm(), CORRECT, "8 tensors transferred")
+    expect(q, {"target": Net(num_classes=4), "source_state": source}, INCORRECT, "no layer of `target`")
     partial = Net(num_classes=4)
     load_matching_weights(partial, source, only=["conv1", "conv2"])
-    expect(lesson04.q1, {"target": partial, "source_state": source}, INCORRECT, "fit but were not transferred")
-    expect(lesson04.q1, {"target": Net(), "source_state": source}, INCORRECT, "keep its 4-class head")
+    expect(q, {"target": partial, "source_state": source}, INCORRECT, "fit but were not transferred")
+    expect(q, {"target": Net(), "source_state": source}, INCORRECT, "4-class head: fc3.weight has shape [10, 84]")
+    sliced = warm(weight=source["fc3.weight"][:4], bias=source["fc3.bias"][:4])
+    expect(q, sliced, INCORRECT, "fc3.weight takes rows [0, 1, 2, 3] from the source's 10-class head")
+    picked = warm(weight=source["fc3.weight"][[1, 3, 5, 7]])
+    expect(q, picked, INCORRECT, "takes rows [0, 1, 2, 3]")
+    expect(q, warm(bias=source["fc3.bias"][6:]), INCORRECT, "fc3.bias takes rows")
+    expect(q, warm(weight=torch.zeros(4, 84), bias=torch.zeros(4)), INCORRECT, "does not look freshly initialised")
+    expect(q, warm(weight=torch.randn(4, 84)), INCORRECT, "does not look freshly initialised")
+    double = warm()
+    double["target"].double()
+    expect(q, double, INCORRECT, "torch.float64 in `target` but torch.float32 in source_state")
+    wrapped = warm()
+    wrapped["target"] = nn.DataParallel(wrapped["target"].cpu(), device_ids=[])
+    result = expect(q, wrapped, INCORRECT, "Missing from `target`: ['conv1.weight'")
+    assert "Unexpected in `target`: ['module.conv1.weight'" in result.message
+    report = warm()
+    report["target"] = load_matching_weights(Net(num_classes=4), source)
+    expect(q, report, INCORRECT, "should be the model (an nn.Module), not a TransferReport")
+    with torch.device("meta"):
+        lean = Net(num_classes=4)
+    load_matching_weights(lean, source)  # copies into meta tensors: nothing is kept, the head has no data
+    expect(q, {"target": lean, "source_state": source}, INCORRECT, "on the meta device")
 
 
 def test_l04_q3_prefix(net):
-    ddp_state = nn.DataParallel(net).state_dict()
-    expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": net.state_dict()}, CORRECT)
-    expect(
-        lesson04.q3, {"ddp_state": ddp_state, "clean_state": dict(ddp_state)}, INCORRECT, "still start with 'module.'"
-    )
+    q, ddp_state = lesson04.q3, nn.DataParallel(net, device_ids=[]).state_dict()
+    expect(q, {"ddp_state": ddp_state, "clean_state": net.state_dict()}, CORRECT)
+    expect(q, {"ddp_state": ddp_state, "clean_state": dict(ddp_state)}, INCORRECT, "still start with 'module.'")
     changed = {k: v + 1 for k, v in net.state_dict().items()}
-    expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": changed}, INCORRECT, "do not touch the values")
-    expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": {"fc3.bias": net.fc3.bias}}, INCORRECT, "the keys")
-    expect(lesson04.q3, {"ddp_state": ddp_state, "clean_state": "x"}, INCORRECT, "should be a dict")
+    expect(q, {"ddp_state": ddp_state, "clean_state": changed}, INCORRECT, "do not touch the values")
+    expect(q, {"ddp_state": ddp_state, "clean_state": {"fc3.bias": net.fc3.bias}}, INCORRECT, "the keys")
+    expect(q, {"ddp_state": ddp_state, "clean_state": "x"}, INCORRECT, "is a str, not a state_dict")
+    none = expect(q, {"ddp_state": ddp_state, "clean_state": None}, NOT_ATTEMPTED, "`clean_state` (still None)")
+    assert "edits the dict you pass in place and returns None" in none.message
+    no_dot = {k.removeprefix("module"): v for k, v in ddp_state.items()}  # consume_prefix(..., "module")
+    result = expect(
+        q, {"ddp_state": ddp_state, "clean_state": no_dot}, INCORRECT, "Missing from `clean_state`: ['conv1.weight'"
+    )
+    assert "Unexpected in `clean_state`: ['.conv1.weight'" in result.message
+    arrays = {k: v.numpy() for k, v in net.state_dict().items()}
+    expect(q, {"ddp_state": ddp_state, "clean_state": arrays}, INCORRECT, "conv1.weight is a ndarray")
+    halves = {k: v.half() for k, v in net.state_dict().items()}
+    expect(q, {"ddp_state": ddp_state, "clean_state": halves}, INCORRECT, "torch.float16 in `clean_state`")
+    consume_prefix_in_state_dict_if_present(ddp_state, "module.")  # in place, on the set-up's dict
+    expect(q, {"ddp_state": ddp_state, "clean_state": ddp_state}, INCORRECT, "lost its 'module.' prefix")
 
 
 # lesson 05 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")  # wrong answers do that
 def test_l05_q1_lean_load(net, tmp_path):
-    path = tmp_path / "w.pt"
+    q, path = lesson05.q1, tmp_path / "w.pt"
     torch.save(net.state_dict(), path)
-    with torch.device("meta"):
-        lean = Net()
-    lean.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
-    expect(lesson05.q1, {"model": lean, "weights_path": path}, CORRECT, "straight from the file's pages")
-    copied = Net()
-    copied.load_state_dict(torch.load(path, weights_only=True))
-    expect(lesson05.q1, {"model": copied, "weights_path": path}, INCORRECT, "a private copy")
+
+    def load(meta=True, mmap=True, assign=True):
+        if meta:
+            with torch.device("meta"):
+                model = Net()
+        else:
+            model = Net()
+        model.load_state_dict(torch.load(path, mmap=mmap, weights_only=True), assign=assign)
+        return {"model": model, "weights_path": path}
+
+    expect(q, load(), CORRECT, "straight from the file's pages")
+    expect(q, load(meta=False, mmap=False, assign=False), INCORRECT, "random initialisation ran")
+    expect(q, load(meta=False), INCORRECT, "random initialisation ran: conv1.weight was created with real data")
+    expect(q, load(mmap=False), INCORRECT, "a private copy")
+    expect(q, load(assign=False), INCORRECT, "still on the meta device (no data): without assign=True")
     with torch.device("meta"):
         empty = Net()
-    expect(lesson05.q1, {"model": empty, "weights_path": path}, INCORRECT, "still on the meta device")
-    expect(lesson05.q1, {"model": Net(), "weights_path": path}, INCORRECT, "load the weights from `weights_path`")
+    expect(q, {"model": empty, "weights_path": path}, INCORRECT, "still on the meta device")
+    expect(q, {"model": Net(), "weights_path": path}, INCORRECT, "load the weights from `weights_path`")
+    doubled = load()
+    doubled["model"].double()
+    expect(q, doubled, INCORRECT, "torch.float64 in `model` but torch.float32")
+    expect(q, {"model": torch.load(path, mmap=True, weights_only=True), "weights_path": path}, INCORRECT, "is a dict")
+    expect(q, {"model": load()["model"], "weights_path": tmp_path}, INCORRECT, "is the folder")
+
+
+def test_l05_q1_a_second_copy_of_the_checker_sees_the_random_initialisation_too(net, tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(net.state_dict(), path)
+    model = Net()  # initialised, then replaced by the file's pages: only the record shows it
+    model.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
+    spec = importlib.util.spec_from_file_location("grader_copy_of_lesson05", lesson05.__file__)
+    copy = importlib.util.module_from_spec(spec)  # what the grader does: the checkers built again from source
+    spec.loader.exec_module(copy)
+    expect(copy.q1, {"model": model, "weights_path": path}, INCORRECT, "random initialisation ran")
 
 
 # lesson 06 -----------------------------------------------------------------------------------
@@ -201,20 +395,32 @@ def test_l06_q2_single_file(net, tmp_path):
     checkpoint_dir, single = tmp_path / "dcp", tmp_path / "single.pt"
     checkpoint_dir.mkdir()
     torch.save(net.state_dict(), checkpoint_dir / "expected.pt")
+    optimizer = {"state": {key: {"step": torch.tensor(1.0)} for key in net.state_dict()}, "param_groups": []}
     names = {"checkpoint_dir": checkpoint_dir, "single_path": single}
     expect(lesson06.q2, names, INCORRECT, "there is no file")
-    torch.save({"model": net.state_dict(), "optimizer": {}}, single)
+    torch.save({"model": net.state_dict(), "optimizer": optimizer}, single)
     expect(lesson06.q2, names, CORRECT)
     torch.save(net.state_dict(), single)
     expect(lesson06.q2, names, INCORRECT, "a dict with 'model'")
-    torch.save({"model": Net().state_dict()}, single)
+    torch.save({"model": Net().state_dict(), "optimizer": optimizer}, single)
     expect(lesson06.q2, names, INCORRECT, "convert the checkpoint in `checkpoint_dir`")
     torch.save({"model": net}, single)
-    expect(lesson06.q2, names, INCORRECT, "cannot read it")
+    expect(lesson06.q2, names, INCORRECT, "does not load with weights_only=True")
+    torch.save({"model": net.state_dict()}, single)  # the model only
+    expect(lesson06.q2, names, INCORRECT, "no 'optimizer' state")
+    torch.save({"model": net.state_dict(), "optimizer": {"state": {}, "param_groups": []}}, single)
+    expect(lesson06.q2, names, INCORRECT, "optimizer state lacks ['conv1.weight'")
+    torch.save({"model": {k: v.double() for k, v in net.state_dict().items()}, "optimizer": optimizer}, single)
+    expect(lesson06.q2, names, INCORRECT, "torch.float64 in the file's 'model'")
+    expect(lesson06.q2, {**names, "single_path": checkpoint_dir}, INCORRECT, "is the folder")
+    expect(lesson06.q2, {**names, "checkpoint_dir": tmp_path}, INCORRECT, "run the set-up cell again")
 
 
 def test_a_checker_that_breaks_on_a_strange_answer_reports_instead_of_crashing():
-    result = lesson04.q3.evaluate({"ddp_state": 5, "clean_state": {}})
+    def checker(answer):
+        return answer.missing_attribute
+
+    result = Question("demo.q1", "?", checker, names=["answer"], hint="", solution="").evaluate({"answer": 5})
     assert result.status == INCORRECT and "checking your answer raised AttributeError" in result.message
 
 
@@ -268,20 +474,38 @@ def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
     expect(q, resumed_fp64(momentum_checkpoint), CORRECT)
     expect(q, resumed_fp64(momentum_checkpoint, convert_first=False), INCORRECT, "convert or move the model first")
     expect(q, resumed_fp64(momentum_checkpoint, load_state=False), INCORRECT, "state was not loaded")
-    expect(q, resumed_fp64(momentum_checkpoint, other_model=True), INCORRECT, "does not hold")
-    expect(q, resumed_fp64(momentum_checkpoint, load_model=False), INCORRECT, "weights are not the checkpoint's")
+    expect(q, resumed_fp64(momentum_checkpoint, other_model=True), INCORRECT, "does not update exactly")
+    expect(q, resumed_fp64(momentum_checkpoint, load_model=False), INCORRECT, "differs from the checkpoint's")
     float32 = resumed_fp64(momentum_checkpoint)
     float32["model_fp64"].float()  # converted back: the model no longer trains in float64
     expect(q, float32, INCORRECT, "should train in float64")
     halved = resumed_fp64(momentum_checkpoint)
     for state in halved["optimizer_fp64"].state.values():
         state["momentum_buffer"].mul_(0.5)  # buffers of the right kind, but not the saved ones
-    expect(q, halved, INCORRECT, "not the checkpoint's")
+    expect(q, halved, INCORRECT, "holds other values than the checkpoint's")
     no_momentum = resumed_fp64(momentum_checkpoint, load_state=False, momentum=0.0)
     saved = torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"]["state"]
     for index, p in enumerate(no_momentum["model_fp64"].parameters()):  # buffers copied in by hand: SGD ignores them
         no_momentum["optimizer_fp64"].state[p]["momentum_buffer"] = saved[index]["momentum_buffer"].double()
     expect(q, no_momentum, INCORRECT, "momentum=0.0")
+    checkpoint = torch.load(momentum_checkpoint, weights_only=True)
+    with torch.device("meta"):
+        lean = Net().double()
+    early = torch.optim.SGD(lean.parameters(), lr=0.1, momentum=0.9)  # before the assign=True load
+    lean.load_state_dict({k: v.double() for k, v in checkpoint["model_state_dict"].items()}, assign=True)
+    names = {"model_fp64": lean, "optimizer_fp64": early, "checkpoint_path": momentum_checkpoint}
+    expect(q, names, INCORRECT, "`optimizer_fp64` holds meta tensors (no data): it was built before")
+    linear = nn.Linear(2, 2).double()
+    names = {"model_fp64": linear, "optimizer_fp64": torch.optim.SGD(linear.parameters(), lr=0.1, momentum=0.9)}
+    result = expect(
+        q, {**names, "checkpoint_path": momentum_checkpoint}, INCORRECT, "Missing from the model: ['conv1.weight'"
+    )
+    assert "Unexpected in the model: ['weight', 'bias']" in result.message
+    right = resumed_fp64(momentum_checkpoint)
+    expect(
+        q, {**right, "optimizer_fp64": right["optimizer_fp64"].state_dict()}, INCORRECT, "not a dict (a state_dict?)"
+    )
+    expect(q, {**right, "model_fp64": right["model_fp64"].state_dict()}, INCORRECT, "`model_fp64` is a dict")
 
 
 def small_gan(steps=3):
@@ -356,8 +580,8 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
     expect(q, resume(lr_after=0.01), INCORRECT, "not 0.001")
     wrong_model = resume(lr_after=0.001)
     wrong_model["model"] = Net()
-    expect(q, wrong_model, INCORRECT, "does not hold")
-    expect(q, resume(lr_after=0.001, load_model=False), INCORRECT, "weights are not the checkpoint's")
+    expect(q, wrong_model, INCORRECT, "does not update exactly")
+    expect(q, resume(lr_after=0.001, load_model=False), INCORRECT, "differs from the checkpoint's model_state_dict")
     expect(q, resume(lr_after=0.001, momentum=0.5), CORRECT)  # load_state_dict brings momentum 0.9 back
     no_momentum = resume(lr_after=0.001)
     for group in no_momentum["optimizer"].param_groups:
@@ -367,3 +591,80 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
     torch.save(checkpoint["model_state_dict"], momentum_checkpoint.with_name("bare.pt"))
     bare["checkpoint_path"] = momentum_checkpoint.with_name("bare.pt")
     expect(q, bare, INCORRECT, "should be the set-up cell's checkpoint")
+    with torch.device("meta"):
+        lean = Net()
+    early = torch.optim.SGD(lean.parameters(), lr=0.001, momentum=0.9)
+    lean.load_state_dict(checkpoint["model_state_dict"], assign=True)
+    names = {"model": lean, "optimizer": early, "checkpoint_path": momentum_checkpoint}
+    expect(q, names, INCORRECT, "`optimizer` holds meta tensors")
+    half = resume(lr_after=0.001)
+    half["model"].half()
+    expect(q, half, INCORRECT, "torch.float16 in the model but torch.float32 in the checkpoint's")
+
+
+# every checker: strange answers get a message, never a crash ---------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
+def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
+    trained, checkpoint_path, momentum_checkpoint, tmp_path
+):
+    net, optimizer = trained
+    weights, lean_path = tmp_path / "w.pt", tmp_path / "lean.pt"
+    torch.save(net.state_dict(), weights)
+    torch.save(net.state_dict(), lean_path)
+    save_file(net.state_dict(), tmp_path / "w.safetensors")
+    (tmp_path / "dcp").mkdir()
+    torch.save(net.state_dict(), tmp_path / "dcp" / "expected.pt")
+    converted = {"state": {key: {} for key in net.state_dict()}}
+    torch.save({"model": net.state_dict(), "optimizer": converted}, tmp_path / "single.pt")
+    model = Net()
+    model.load_state_dict(net.state_dict())
+    target = Net(num_classes=4)
+    load_matching_weights(target, net.state_dict())
+    with torch.device("meta"):
+        lean = Net()
+    lean.load_state_dict(torch.load(lean_path, mmap=True, weights_only=True), assign=True)
+    gan, gan_path = small_gan(), tmp_path / "gan.pt"
+    torch.save({name: part.state_dict() for name, part in gan.items()}, gan_path)
+    q3 = resumed_fp64(momentum_checkpoint)
+    q3 = {"model": q3["model_fp64"].float(), "optimizer": q3["optimizer_fp64"], "checkpoint_path": momentum_checkpoint}
+    q3["optimizer"] = torch.optim.SGD(q3["model"].parameters(), lr=0.1, momentum=0.9)
+    q3["optimizer"].load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"])
+    q3["optimizer"].param_groups[0]["lr"] = 0.001
+    answers = {  # a right answer to each question, and the names a student sets
+        lesson01.q1: ({"net": net, "weights_path": weights}, ["weights_path"]),
+        lesson01.q2: ({"net": net, "weights_path": weights, "model": model.eval()}, ["model", "weights_path"]),
+        lesson02.q2: ({"net": net, "safetensors_path": tmp_path / "w.safetensors"}, ["safetensors_path"]),
+        lesson03.q1: ({"net": net, "optimizer": optimizer, "checkpoint_path": checkpoint_path}, ["checkpoint_path"]),
+        lesson03.q2: (resumed(checkpoint_path), ["model", "optimizer", "checkpoint_path"]),
+        lesson04.q1: ({"source_state": net.state_dict(), "target": target}, ["target"]),
+        lesson04.q3: (
+            {"ddp_state": nn.DataParallel(net, device_ids=[]).state_dict(), "clean_state": net.state_dict()},
+            ["clean_state"],
+        ),
+        lesson05.q1: ({"weights_path": lean_path, "model": lean}, ["model", "weights_path"]),
+        lesson06.q2: ({"checkpoint_dir": tmp_path / "dcp", "single_path": tmp_path / "single.pt"}, ["single_path"]),
+        lesson07.q1: (resumed_fp64(momentum_checkpoint), ["model_fp64", "optimizer_fp64", "checkpoint_path"]),
+        lesson07.q2: ({"gan": gan, "gan_path": gan_path}, ["gan_path"]),
+        lesson07.q3: (q3, ["model", "optimizer", "checkpoint_path"]),
+    }
+    torch.save(torch.ones(3), tmp_path / "tensor.pt")
+    torch.save(
+        {"epoch": None, "model_state_dict": {"a": None}, "optimizer_state_dict": {"state": None}}, tmp_path / "n.pt"
+    )
+    torch.save({"model": None, "optimizer": None, "model_state_dict": None}, tmp_path / "none.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    strange = [5, "no/such/file.pt", tmp_path, torch.ones(3), {"conv1.weight": None}, {"a": 1}, [torch.ones(1)]]
+    strange += [tmp_path / name for name in ("tensor.pt", "n.pt", "none.pt", "text.pt", "empty.pt")]
+    strange += [nn.Linear(2, 2), torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), {"state": None}]
+    rng = torch.random.get_rng_state()
+    for question, (right, names) in answers.items():
+        assert question.evaluate(right).status == CORRECT, (question.qid, question.evaluate(right))
+        for name in names:
+            for value in strange:
+                result = question.evaluate({**right, name: value})
+                assert result.status == INCORRECT, (question.qid, name, value, result)
+                assert "checking your answer raised" not in result.message, (question.qid, name, value, result)
+    assert torch.equal(rng, torch.random.get_rng_state()), "a checker drew from the notebook's random numbers"

@@ -18,9 +18,11 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 NOT_ATTEMPTED, INCORRECT, CORRECT = "not attempted", "incorrect", "correct"
 RESULTS: dict[str, Result] = {}
@@ -44,17 +46,26 @@ class Question:
     """An exercise question. ``names`` are the notebook variables its checker receives."""
 
     def __init__(
-        self, qid: str, prompt: str, checker: Callable[..., str], names: list[str], hint: str, solution: str
+        self,
+        qid: str,
+        prompt: str,
+        checker: Callable[..., str],
+        names: list[str],
+        hint: str,
+        solution: str,
+        none_message: str = "",
     ) -> None:
         self.qid, self.prompt, self.checker, self.names = qid, prompt, checker, names
         self._hint, self._solution = hint, solution
+        self.none_message = none_message  # added to "still None": why a real attempt can leave None behind
 
     def evaluate(self, namespace: Mapping[str, object]) -> Result:
         """Check the answer found in ``namespace`` (a notebook's globals) and record the result."""
         values = {name: namespace.get(name) for name in self.names}
         if any(value is None for value in values.values()):
             missing = ", ".join(f"`{n}`" for n, v in values.items() if v is None)
-            result = Result(self.qid, NOT_ATTEMPTED, f"set {missing} (still None), then run check() again")
+            message = f"set {missing} (still None), then run check() again"
+            result = Result(self.qid, NOT_ATTEMPTED, message + (f". {self.none_message}" if self.none_message else ""))
         else:
             try:
                 result = Result(self.qid, CORRECT, self.checker(**values))
@@ -77,25 +88,62 @@ class Question:
 
 
 def require_same_tensors(
-    found: Mapping[str, object], expected: Mapping[str, object], owner: str = "net", advice: str = ""
+    found: object,
+    expected: Mapping[str, object],
+    owner: str = "net's state_dict",
+    advice: str = "save net.state_dict() itself",
+    what: str = "yours",
+    dtype: object = None,
 ) -> None:
     """Raise :class:`Incorrect` unless ``found`` has exactly ``expected``'s keys and equal tensors.
+
+    Equal means same dtype (``dtype`` if given, else the expected one), same shape and the same
+    numbers: ``torch.equal`` alone would accept a float64 copy of float32 weights. ``owner``
+    names ``expected`` and ``what`` names ``found`` in the messages.
 
     Example:
         >>> import torch
         >>> require_same_tensors({"w": torch.ones(1)}, {"w": torch.zeros(1)})
         Traceback (most recent call last):
         ...
-        lesson_utils.exercises.core.Incorrect: w differs from net's: save the state_dict of `net` itself
+        lesson_utils.exercises.core.Incorrect: w in yours differs from net's state_dict: save net.state_dict() itself
+        >>> require_same_tensors({"w": torch.ones(1).double()}, {"w": torch.ones(1)})
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: w is torch.float64 in yours but torch.float32 in net's state_dict: ...
+        >>> require_same_tensors({"w": torch.ones(1), "v": torch.ones(1)}, {"w": torch.ones(1), "b": torch.ones(1)})
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: the keys do not match net's state_dict. Missing from yours: ['b']. ...
     """
     import torch
 
+    if not isinstance(found, Mapping):
+        raise Incorrect(f"{what} is {_a(found)}, not a state_dict (a dict of named tensors)")
     if found.keys() != expected.keys():
-        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        raise Incorrect(f"the keys do not match {owner}'s state_dict: missing {missing}, unexpected {extra}")
-    differ = [key for key in expected if not torch.equal(found[key], expected[key])]
+        missing, extra = [k for k in expected if k not in found], [k for k in found if k not in expected]
+        parts = [f"Missing from {what}: {_listed(missing)}."] if missing else []
+        parts += [f"Unexpected in {what}: {_listed(extra)}."] if extra else []
+        raise Incorrect(f"the keys do not match {owner}. {' '.join(parts)}")
+    differ = []
+    for key, want in expected.items():
+        have, want_dtype = found[key], dtype or want.dtype
+        if not torch.is_tensor(have):
+            raise Incorrect(f"{key} is {_a(have)} in {what}, not a tensor")
+        if have.is_meta:
+            raise Incorrect(f"{key} is on the meta device in {what}: it has no data (load the values into it)")
+        if have.dtype != want_dtype:
+            raise Incorrect(
+                f"{key} is {have.dtype} in {what} but {want_dtype} in {owner}: "
+                "do not convert it (no .double(), .half() or .to(dtype))"
+            )
+        if have.shape != want.shape:
+            raise Incorrect(f"{key} has shape {list(have.shape)} in {what} but {list(want.shape)} in {owner}")
+        if not torch.equal(have.detach().cpu(), want.detach().cpu().to(want_dtype)):
+            differ.append(key)
     if differ:
-        raise Incorrect(f"{differ[0]} differs from {owner}'s: {advice or f'save the state_dict of `{owner}` itself'}")
+        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise Incorrect(f"{differ[0]}{more} in {what} differs from {owner}: {advice}")
 
 
 def results_json() -> str:
@@ -128,3 +176,96 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
         return f"{correct}) {options[correct]}"
 
     return Question(qid, text, checker, names=[name], hint=hint, solution=f"{name} = {correct!r}")
+
+
+def _a(value: object) -> str:
+    """``value``'s type with its article, for a message: "a dict", "an int", "a Tensor"."""
+    name = "dict" if isinstance(value, Mapping) else type(value).__name__
+    return ("an " if name[0].lower() in "aeiou" else "a ") + name
+
+
+def _listed(keys: list[str], most: int = 6) -> str:
+    """``keys`` for a message: all of them, or the first ``most`` and how many more."""
+    shown = ", ".join(repr(k) for k in keys[:most])
+    return f"[{shown}{f', ... ({len(keys)} in all)' if len(keys) > most else ''}]"
+
+
+def require_file(value: object, name: str, how: str) -> Path:
+    """``value`` (a notebook variable) as the path of an existing file; ``how`` says how to write it.
+
+    Example:
+        >>> require_file({"w": 1}, "weights_path", "save it")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `weights_path` should be a path (a str or Path), not a dict
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise Incorrect(f"`{name}` should be a path (a str or Path), not {_a(value)}")
+    path = Path(value)
+    if path.is_dir():
+        raise Incorrect(f"`{name}` is the folder {path}, not a file: point it at the file itself ({how})")
+    if not path.is_file():
+        raise Incorrect(f"there is no file at {path}: {how}")
+    return path
+
+
+def load_weights_only(value: object, name: str, how: str) -> object:
+    """What ``torch.load(value, weights_only=True)`` returns, or :class:`Incorrect` saying why it cannot."""
+    import pickle
+
+    import torch
+
+    path = require_file(value, name, how)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # a zip archive, or a legacy pickle
+        raise Incorrect(f"{path} is not a file written by torch.save ({'empty' if not head else 'other bytes'}): {how}")
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        raise Incorrect(
+            f"{path} does not load with weights_only=True: it holds objects, not only tensors (did you save the "
+            "model or optimizer object itself, or a method without its ()?). Save state_dicts."
+        ) from None
+    except Exception as error:
+        raise Incorrect(f"torch.load cannot read {path} ({type(error).__name__}): {how}") from None
+
+
+def require_module(value: object, name: str) -> None:
+    """:class:`Incorrect` unless ``value`` is an ``nn.Module``, saying what it is instead."""
+    import torch
+
+    if isinstance(value, torch.nn.Module):
+        return
+    if isinstance(getattr(value, "__self__", None), torch.nn.Module):  # model.eval without ()
+        raise Incorrect(f"`{name}` is the method `{value.__name__}` of a model, not the model: add the ()")
+    if type(value).__name__ == "_IncompatibleKeys":
+        raise Incorrect(
+            f"`{name}` holds what load_state_dict returned (its report of missing and unexpected keys), not the "
+            f"model: call {name}.load_state_dict(...) on its own line, without `{name} = `"
+        )
+    if isinstance(value, Mapping):
+        raise Incorrect(f"`{name}` is a dict (a state_dict?), not a model: build the model, then load the dict into it")
+    if isinstance(value, (str, os.PathLike)):
+        raise Incorrect(f"`{name}` is a path, not a model: build the model, then load the file into it")
+    raise Incorrect(f"`{name}` should be the model (an nn.Module), not {_a(value)}")
+
+
+def require_optimizer_for(optimizer: object, model: object, name: str, model_name: str, bug: str = "") -> None:
+    """:class:`Incorrect` unless ``optimizer`` is an optimizer that updates exactly ``model``'s parameters."""
+    import torch
+
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        what = "a dict (a state_dict?)" if isinstance(optimizer, Mapping) else _a(optimizer)
+        raise Incorrect(f"`{name}` should be a torch.optim optimizer, not {what}")
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(p.is_meta for p in held):
+        raise Incorrect(
+            f"`{name}` holds meta tensors (no data): it was built before load_state_dict(..., assign=True) "
+            f"replaced {model_name}'s parameters. Create the optimizer after the load"
+        )
+    if {id(p) for p in held} != {id(p) for p in model.parameters()}:
+        raise Incorrect(
+            f"`{name}` does not update exactly `{model_name}`'s parameters: build it with {model_name}.parameters(), "
+            f"after the load if that uses assign=True (which replaces the parameters){f'. {bug}' if bug else ''}"
+        )

@@ -1,30 +1,23 @@
 """Exercises for lesson 01 (state_dict). ``from lesson_utils.exercises import lesson01 as ex``."""
 
-import pickle
-from pathlib import Path
-
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
+from lesson_utils.exercises.core import (
+    Incorrect,
+    Question,
+    choice,
+    load_weights_only,
+    require_module,
+    require_same_tensors,
+)
 
 
 def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
-    path = Path(str(weights_path))
-    if not path.is_file():
-        raise Incorrect(f"there is no file at {path}: write it with torch.save(net.state_dict(), weights_path)")
-    try:
-        loaded = torch.load(path, weights_only=True)
-    except pickle.UnpicklingError:
-        raise Incorrect(
-            "the file does not load with weights_only=True: it holds more than tensors. Did you save the whole "
-            "model with torch.save(net)? Save net.state_dict() instead."
-        ) from None
-    except Exception as error:
-        raise Incorrect(f"torch.load cannot read {path} ({type(error).__name__}): write it with torch.save") from None
+    loaded = load_weights_only(weights_path, "weights_path", "write it with torch.save(net.state_dict(), weights_path)")
     if not isinstance(loaded, dict):
         raise Incorrect(f"the file holds a {type(loaded).__name__}; expected the dict that net.state_dict() returns")
     expected = net.state_dict()
-    require_same_tensors(loaded, expected)
+    require_same_tensors(loaded, expected, what="the file")
     return f"the file holds all {len(expected)} tensors of net, bit for bit"
 
 
@@ -38,23 +31,37 @@ q1 = Question(
 )
 
 
-def _eval_mode(model: object) -> str:
-    if not isinstance(model, torch.nn.Module):
-        raise Incorrect(f"`model` should be the nn.Module you loaded, but it is a {type(model).__name__}")
+def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
+    require_module(model, "model")
+    if model is net:
+        raise Incorrect("`model` is `net` itself: build a new Net() and load the file at `weights_path` into it")
+    saved = load_weights_only(weights_path, "weights_path", "answer Q1 first: it writes that file")
+    if not isinstance(saved, dict):
+        raise Incorrect("the file at `weights_path` holds no state_dict: answer Q1 first (save net.state_dict())")
+    require_same_tensors(
+        model.state_dict(),
+        saved,
+        "the file at `weights_path`",
+        "load the file into it: model.load_state_dict(torch.load(weights_path, weights_only=True))",
+        what="`model`",
+    )
     if model.training:
         raise Incorrect("`model` is still in training mode: call model.eval() before predicting")
     training = [name for name, module in model.named_modules() if module.training]
     if training:
         raise Incorrect(f"`model` is in eval mode but its part `{training[0]}` is training: call model.eval() last")
-    return "model and every submodule are in eval mode: Dropout is off and BatchNorm uses its running statistics"
+    return (
+        "model holds the file's weights and is in eval mode: Dropout is off and BatchNorm uses its running statistics"
+    )
 
 
 q2 = Question(
     "lesson01.q2",
     "Load `weights_path` into a new `Net` called `model`, ready to predict.",
-    _eval_mode,
-    names=["model"],
-    hint="Dropout and BatchNorm behave differently while training; one method call switches them for prediction.",
+    _ready_to_predict,
+    names=["model", "weights_path", "net"],
+    hint="Build a Net(), load the file's state_dict into it; then Dropout and BatchNorm must stop training: one "
+    "more method call.",
     solution="model = Net()\nmodel.load_state_dict(torch.load(weights_path, weights_only=True))\nmodel.eval()",
 )
 

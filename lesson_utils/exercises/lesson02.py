@@ -1,10 +1,8 @@
 """Exercises for lesson 02 (whole model, pickle, safetensors). ``from lesson_utils.exercises import lesson02 as ex``."""
 
-from pathlib import Path
-
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
+from lesson_utils.exercises.core import Incorrect, Question, choice, require_file, require_same_tensors
 
 q1 = choice(
     "lesson02.q1",
@@ -26,9 +24,7 @@ q1 = choice(
 def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     from safetensors.torch import load_file
 
-    path = Path(str(safetensors_path))
-    if not path.is_file():
-        raise Incorrect(f"there is no file at {path}: write it with safetensors.torch.save_file")
+    path = require_file(safetensors_path, "safetensors_path", "write it with safetensors.torch.save_file")
     with open(path, "rb") as f:
         if f.read(2) == b"PK":
             raise Incorrect(
@@ -40,7 +36,7 @@ def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     except Exception as error:
         raise Incorrect(f"safetensors cannot read {path} ({type(error).__name__}: {error})") from None
     expected = net.state_dict()
-    require_same_tensors(loaded, expected)
+    require_same_tensors(loaded, expected, what="the file")
     return f"a safetensors file with all {len(expected)} tensors of net: no pickle, nothing runs when it loads"
 
 

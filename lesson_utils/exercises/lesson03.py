@@ -3,24 +3,93 @@
 import torch
 
 from lesson_utils.checkpoint import CheckpointError, load_checkpoint
-from lesson_utils.exercises.core import Incorrect, Question, choice
+from lesson_utils.exercises.core import (
+    Incorrect,
+    Question,
+    choice,
+    require_file,
+    require_module,
+    require_optimizer_for,
+    require_same_tensors,
+)
+from lesson_utils.models import Net
 
 REQUIRED = ["epoch", "model_state_dict", "optimizer_state_dict"]
 
 
-def _resumable_checkpoint(checkpoint_path: object) -> str:
+def _checkpoint(checkpoint_path: object, how: str) -> dict:
+    require_file(checkpoint_path, "checkpoint_path", how)
     try:
         checkpoint = load_checkpoint(str(checkpoint_path), required=REQUIRED)
     except CheckpointError as error:
         raise Incorrect(f"load_checkpoint refuses it: {error}") from None
-    if not isinstance(checkpoint["epoch"], int):
-        raise Incorrect(f"'epoch' should be an int (the next epoch to run), found {type(checkpoint['epoch']).__name__}")
-    state = checkpoint["optimizer_state_dict"]
-    if not isinstance(state, dict) or "state" not in state or "param_groups" not in state:
+    saved = checkpoint["optimizer_state_dict"]
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or "param_groups" not in saved:
         raise Incorrect("'optimizer_state_dict' should be what optimizer.state_dict() returns")
-    if not any("momentum_buffer" in s for s in state["state"].values()):
-        raise Incorrect("the optimizer state holds no momentum buffers: save it after at least one optimizer.step()")
-    return "it loads with weights_only=True and holds the model, the optimizer's momentum and the epoch"
+    return checkpoint
+
+
+def _momentum(state: object, names: list[str]) -> dict:
+    """{"momentum of <parameter name>": buffer} from an optimizer's state_dict()['state'] (keyed by index)."""
+    state = state if isinstance(state, dict) else {}
+    return {
+        f"momentum of {names[i]}": s["momentum_buffer"]
+        for i, s in state.items()
+        if isinstance(i, int) and i < len(names) and isinstance(s, dict) and s.get("momentum_buffer") is not None
+    }
+
+
+def _untrained(weights: object) -> bool:
+    """Whether ``weights`` are the ones the set-up cell's `net` starts with (seed 0), before any training."""
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):  # leaves the notebook's RNG as it is
+        torch.manual_seed(0)
+        initial = Net().state_dict()
+    return (
+        isinstance(weights, dict)
+        and weights.keys() == initial.keys()
+        and all(torch.is_tensor(v) and v.shape == initial[k].shape for k, v in weights.items())
+        and all(torch.equal(v.cpu(), initial[k]) for k, v in weights.items())
+    )
+
+
+def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
+    checkpoint = _checkpoint(checkpoint_path, "write it with torch.save({...}, checkpoint_path)")
+    epoch = checkpoint["epoch"]
+    if type(epoch) is not int:
+        raise Incorrect(f"'epoch' should be a plain int (the next epoch to run: 1), found {type(epoch).__name__}")
+    if epoch not in (0, 1):
+        raise Incorrect(f"'epoch' is {epoch}, but net was trained for one epoch: store the next epoch to run, 1")
+    weights = checkpoint["model_state_dict"]
+    if _untrained(weights):
+        raise Incorrect(
+            "the checkpoint holds net's weights from before training: run "
+            "train_one_epoch(net, optimizer, train_set, epoch=0) first, then save"
+        )
+    require_same_tensors(
+        weights,
+        net.state_dict(),
+        "net's state_dict",
+        "the checkpoint must hold net's trained weights: save net.state_dict() after train_one_epoch",
+        what="the checkpoint's model_state_dict",
+    )
+    saved = checkpoint["optimizer_state_dict"]
+    names = [name for name, _ in net.named_parameters()]
+    momentum = _momentum(saved["state"], names)
+    if not momentum:
+        raise Incorrect("the optimizer state holds no momentum buffers: save optimizer.state_dict() after training")
+    for name, parameter in net.named_parameters():
+        buffer = momentum.get(f"momentum of {name}")
+        if buffer is None:
+            raise Incorrect(f"the optimizer state has no momentum buffer for {name}: save optimizer.state_dict()")
+        if not torch.is_tensor(buffer) or (buffer.dtype, buffer.shape) != (parameter.dtype, parameter.shape):
+            raise Incorrect(
+                f"the momentum buffer saved for {name} does not match the parameter ({parameter.dtype}, "
+                f"{list(parameter.shape)}): save the set-up's optimizer.state_dict() as it is"
+            )
+    for group in saved["param_groups"] if isinstance(saved["param_groups"], list) else [None]:
+        if not isinstance(group, dict) or (group.get("lr"), group.get("momentum")) != (0.02, 0.9):
+            raise Incorrect("'optimizer_state_dict' is not the set-up's optimizer (lr=0.02, momentum=0.9): save it")
+    return "it loads with weights_only=True and holds net's trained weights, the optimizer's momentum and the epoch"
 
 
 q1 = Question(
@@ -28,7 +97,7 @@ q1 = Question(
     "Train `net` for one epoch with `optimizer` (SGD with momentum), then write a checkpoint to `checkpoint_path` "
     "that lets training go on: epoch, model_state_dict, optimizer_state_dict.",
     _resumable_checkpoint,
-    names=["checkpoint_path"],
+    names=["checkpoint_path", "net"],
     hint="A plain dict of named entries; store numbers with .item() so weights_only=True can read them.",
     solution=(
         "train_one_epoch(net, optimizer, train_set, epoch=0)\n"
@@ -38,20 +107,40 @@ q1 = Question(
 )
 
 
-def _optimizer_on_model(model: object, optimizer: object) -> str:
-    if not isinstance(model, torch.nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
-        raise Incorrect("`model` should be an nn.Module and `optimizer` a torch.optim optimizer")
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    if not all(id(p) in held for p in model.parameters()):
-        raise Incorrect(
-            "`optimizer` updates other tensors than `model`'s: build it with optim.SGD(model.parameters(), ...) "
-            "(the original lesson's bug)"
-        )
+def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object) -> str:
+    require_module(model, "model")
+    bug = "Building it on another model's parameters is the original lesson's bug"
+    require_optimizer_for(optimizer, model, "optimizer", "model", bug)
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise Incorrect(f"`optimizer` should be optim.SGD, found {type(optimizer).__name__}")
+    for group in optimizer.param_groups:
+        if (group["lr"], group["momentum"]) != (0.02, 0.9):
+            raise Incorrect(
+                f"`optimizer` has lr={group['lr']}, momentum={group['momentum']}: the question asks 0.02, 0.9"
+            )
+    checkpoint = _checkpoint(checkpoint_path, "answer Q1 first: it writes that file")
+    require_same_tensors(
+        model.state_dict(),
+        checkpoint["model_state_dict"],
+        "the checkpoint's model_state_dict",
+        "load it: model.load_state_dict(checkpoint['model_state_dict'])",
+        what="`model`",
+    )
     if not optimizer.state:
         raise Incorrect(
             "the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])"
         )
-    return "the optimizer trains `model` and carries on with the saved momentum"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = [name for name, _ in model.named_parameters()]
+    by_index = {i: optimizer.state[p] for i, p in enumerate(params) if p in optimizer.state}
+    require_same_tensors(
+        _momentum(by_index, names),
+        _momentum(checkpoint["optimizer_state_dict"]["state"], names),
+        "the checkpoint's optimizer_state_dict",
+        "build the optimizer on `model`, then optimizer.load_state_dict(checkpoint['optimizer_state_dict'])",
+        what="`optimizer`",
+    )
+    return "the optimizer trains `model`, which holds the saved weights, and carries on with the saved momentum"
 
 
 q2 = Question(
@@ -59,7 +148,7 @@ q2 = Question(
     "Resume from `checkpoint_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) "
     "and load both states.",
     _optimizer_on_model,
-    names=["model", "optimizer"],
+    names=["model", "optimizer", "checkpoint_path"],
     hint="Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states.",
     solution=(
         "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"

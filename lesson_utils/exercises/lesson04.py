@@ -2,23 +2,57 @@
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice
+from lesson_utils.exercises.core import Incorrect, Question, choice, require_module, require_same_tensors
+from lesson_utils.models import Net
+
+
+def _fresh_head(head: torch.Tensor, source: object) -> None:
+    """A freshly initialised head: no row taken from the source's head, values within nn.Linear's initial range."""
+    name, head = "fc3.weight" if head.dim() == 2 else "fc3.bias", head.detach().cpu()
+    rows = source.get(name) if isinstance(source, dict) else None
+    if torch.is_tensor(rows) and rows.shape[1:] == head.shape[1:]:
+        copied = [i for i, row in enumerate(head) if any(torch.equal(row, old) for old in rows.to(head.dtype))]
+        if copied:
+            raise Incorrect(
+                f"{name} takes rows {copied} from the source's 10-class head: the 4 new classes are not the old ones, "
+                "so the head must stay new (Net(num_classes=4)'s own initialisation)"
+            )
+    bound = 1 / 84**0.5  # nn.Linear(84, 4) draws weight and bias uniformly from (-bound, bound)
+    if head.abs().max() > bound or (head.numel() > 1 and torch.all(head == head.flatten()[0])):
+        raise Incorrect(
+            f"{name} does not look freshly initialised (its values should be spread within +-{bound:.3f}): "
+            "keep the head Net(num_classes=4) built, do not fill or train it"
+        )
 
 
 def _warm_started(target: object, source_state: object) -> str:
-    if not isinstance(target, torch.nn.Module) or not isinstance(source_state, dict):
-        raise Incorrect("`target` should be the new model and `source_state` the source's state_dict")
+    require_module(target, "target")
+    if not isinstance(source_state, dict):
+        raise Incorrect("`source_state` should be the set-up cell's state_dict: run the set-up cell again")
+    with torch.device("meta"):  # names and shapes only: no initialisation, the notebook's RNG untouched
+        expected = Net(num_classes=4).state_dict()
     state = target.state_dict()
-    if "fc3.weight" not in state or state["fc3.weight"].shape[0] != 4:
-        raise Incorrect("`target` must keep its 4-class head: fc3.weight should have shape (4, 84)")
-    fitting = [k for k, v in state.items() if k in source_state and source_state[k].shape == v.shape]
-    copied = [k for k in fitting if torch.equal(state[k], source_state[k])]
+    if state.keys() != expected.keys():
+        require_same_tensors(state, expected, "a Net(num_classes=4)'s state_dict", what="`target`")
+    if state["fc3.weight"].shape != expected["fc3.weight"].shape:
+        shape = list(state["fc3.weight"].shape)
+        raise Incorrect(f"`target` must have a 4-class head: fc3.weight has shape {shape}, not [4, 84]")
+    meta = [k for k, v in state.items() if v.is_meta]
+    if meta:
+        raise Incorrect(f"{meta[0]} of `target` is on the meta device (no data): build target normally, on the CPU")
+    fitting = {k: v for k, v in source_state.items() if k in state and torch.is_tensor(v) and v.shape == state[k].shape}
+    copied = [k for k, v in fitting.items() if torch.equal(state[k].cpu(), v.cpu())]
     if not copied:
         raise Incorrect("no layer of `target` holds the source's weights: load the tensors whose shapes fit")
     missed = [k for k in fitting if k not in copied]
     if missed:
         raise Incorrect(f"these fit but were not transferred: {missed}; load every tensor whose name and shape match")
-    return f"{len(copied)} tensors transferred, the 4-class head kept"
+    require_same_tensors(
+        {k: state[k] for k in fitting}, fitting, "source_state", "load the tensors as they are", what="`target`"
+    )
+    _fresh_head(state["fc3.weight"], source_state)
+    _fresh_head(state["fc3.bias"], source_state)
+    return f"{len(copied)} tensors transferred, the 4-class head new"
 
 
 q1 = Question(
@@ -49,15 +83,23 @@ q2 = choice(
 
 
 def _prefix_stripped(ddp_state: object, clean_state: object) -> str:
-    if not isinstance(clean_state, dict):
-        raise Incorrect(f"`clean_state` should be a dict (a state_dict), found {type(clean_state).__name__}")
+    if not isinstance(ddp_state, dict) or not ddp_state:
+        raise Incorrect("`ddp_state` should be the set-up cell's state_dict: run the set-up cell again")
+    if not any(str(k).startswith("module.") for k in ddp_state):
+        raise Incorrect(
+            "`ddp_state` itself lost its 'module.' prefix: consume_prefix_in_state_dict_if_present edits the dict "
+            "you pass in place. Run the set-up cell again, then strip a copy: clean_state = dict(ddp_state)"
+        )
     expected = {k.removeprefix("module."): v for k, v in ddp_state.items()}
-    if any(k.startswith("module.") for k in clean_state):
+    if isinstance(clean_state, dict) and any(str(k).startswith("module.") for k in clean_state):
         raise Incorrect("keys still start with 'module.': strip it (consume_prefix_in_state_dict_if_present)")
-    if clean_state.keys() != expected.keys():
-        raise Incorrect(f"the keys should be {sorted(expected)[:3]}..., found {sorted(clean_state)[:3]}...")
-    if not all(torch.equal(clean_state[k], v) for k, v in expected.items()):
-        raise Incorrect("the keys are right but some tensors changed: only rename, do not touch the values")
+    require_same_tensors(
+        clean_state,
+        expected,
+        "`ddp_state` with 'module.' stripped",
+        "only rename the keys, do not touch the values",
+        what="`clean_state`",
+    )
     return "a plain Net can load it now"
 
 
@@ -68,5 +110,10 @@ q3 = Question(
     _prefix_stripped,
     names=["ddp_state", "clean_state"],
     hint="torch.nn.modules.utils.consume_prefix_in_state_dict_if_present edits a dict in place: copy it first.",
+    none_message=(
+        "If you wrote `clean_state = consume_prefix_in_state_dict_if_present(...)`: that function edits the dict "
+        "you pass in place and returns None. Copy first (clean_state = dict(ddp_state)), then call it on "
+        "clean_state without assigning its result"
+    ),
     solution="clean_state = dict(ddp_state)\nconsume_prefix_in_state_dict_if_present(clean_state, 'module.')",
 )

@@ -2,23 +2,42 @@
 
 from pathlib import Path
 
-import torch
-
-from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
+from lesson_utils.exercises import initialisation
+from lesson_utils.exercises.core import (
+    Incorrect,
+    Question,
+    choice,
+    load_weights_only,
+    require_module,
+    require_same_tensors,
+)
 from lesson_utils.memory import mapped_from
 
 
 def _lean_load(model: object, weights_path: object) -> str:
-    if not isinstance(model, torch.nn.Module):
-        raise Incorrect(f"`model` should be the nn.Module you loaded, but it is a {type(model).__name__}")
+    require_module(model, "model")
+    saved = load_weights_only(weights_path, "weights_path", "run the set-up cell again: it writes that file")
+    if not isinstance(saved, dict):
+        raise Incorrect("the file at `weights_path` is not the set-up cell's state_dict: run the set-up cell again")
     meta = [name for name, t in model.state_dict().items() if t.is_meta]
     if meta:
-        raise Incorrect(f"{meta[0]} is still on the meta device (no data): load with assign=True")
-    expected = torch.load(Path(str(weights_path)), weights_only=True)
-    require_same_tensors(model.state_dict(), expected, "the file", "load the weights from `weights_path`")
-    if not all(mapped_from(t, Path(str(weights_path))) for t in model.state_dict().values()):
         raise Incorrect(
-            "the weights are a private copy, not the file's pages: build on the meta device and load with "
+            f"{meta[0]} is still on the meta device (no data): without assign=True, load_state_dict copies into the "
+            "meta tensors, which keeps nothing; pass assign=True so the file's tensors replace them"
+        )
+    require_same_tensors(
+        model.state_dict(), saved, "the file at `weights_path`", "load the weights from `weights_path`", what="`model`"
+    )
+    initialised = initialisation.initialised(model)
+    if initialised:
+        raise Incorrect(
+            f"random initialisation ran: {initialised[0]} was created with real data before the load. Build the "
+            "model inside `with torch.device('meta'):` so that no tensor is allocated or initialised"
+        )
+    path = Path(str(weights_path))
+    if not all(mapped_from(t, path) for t in model.state_dict().values()):
+        raise Incorrect(
+            "the weights are a private copy, not the file's pages: load with "
             "torch.load(..., mmap=True, weights_only=True) and load_state_dict(..., assign=True)"
         )
     return "every tensor comes straight from the file's pages: no random init, no second copy"

@@ -1,10 +1,11 @@
 """Exercises for lesson 06 (distributed checkpoints). ``from lesson_utils.exercises import lesson06 as ex``."""
 
+import os
 from pathlib import Path
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice, require_same_tensors
+from lesson_utils.exercises.core import Incorrect, Question, choice, load_weights_only, require_same_tensors
 
 q1 = choice(
     "lesson06.q1",
@@ -24,19 +25,26 @@ q1 = choice(
 
 
 def _single_file(checkpoint_dir: object, single_path: object) -> str:
-    path = Path(str(single_path))
-    if not path.is_file():
-        raise Incorrect(f"there is no file at {path}: use dcp_to_torch_save(checkpoint_dir, single_path)")
-    try:
-        converted = torch.load(path, weights_only=True)
-    except Exception as error:
-        raise Incorrect(f"torch.load(weights_only=True) cannot read it ({type(error).__name__})") from None
+    how = "use dcp_to_torch_save(checkpoint_dir, single_path)"
+    converted = load_weights_only(single_path, "single_path", how)
     if not isinstance(converted, dict) or "model" not in converted:
         raise Incorrect("the file should hold the whole DCP checkpoint: a dict with 'model' (and 'optimizer')")
-    expected = torch.load(Path(str(checkpoint_dir)) / "expected.pt", weights_only=True)
+    if not isinstance(checkpoint_dir, (str, os.PathLike)) or not (Path(checkpoint_dir) / "expected.pt").is_file():
+        raise Incorrect("`checkpoint_dir` should be the set-up cell's folder: run the set-up cell again")
+    expected = torch.load(Path(checkpoint_dir) / "expected.pt", weights_only=True)
     require_same_tensors(
-        converted["model"], expected, "the trained model", "convert the checkpoint in `checkpoint_dir`"
+        converted["model"],
+        expected,
+        "the model in `checkpoint_dir`",
+        "convert the checkpoint in `checkpoint_dir`",
+        what="the file's 'model'",
     )
+    optimizer = converted.get("optimizer")
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict):
+        raise Incorrect("the file has no 'optimizer' state: dcp_to_torch_save converts the whole checkpoint")
+    missing = [key for key in expected if key not in optimizer["state"]]
+    if missing:
+        raise Incorrect(f"the file's optimizer state lacks {missing}: dcp_to_torch_save converts the whole checkpoint")
     return "one ordinary file, loadable with weights_only=True, equal to what the 2 ranks saved"
 
 

@@ -6,15 +6,27 @@ from pathlib import Path
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question
+from lesson_utils.exercises.core import (
+    Incorrect,
+    Question,
+    require_file,
+    require_module,
+    require_optimizer_for,
+    require_same_tensors,
+)
 
 
 def _saved(checkpoint_path: object) -> dict:
-    """The set-up's checkpoint: model_state_dict and optimizer_state_dict."""
+    """The set-up's checkpoint: model_state_dict and optimizer_state_dict (with a momentum buffer per parameter)."""
     try:
         saved = torch.load(Path(str(checkpoint_path)), weights_only=True)
+        if not isinstance(saved, dict):
+            raise TypeError(f"it holds a {type(saved).__name__}")
+        buffers = [s["momentum_buffer"] for s in saved["optimizer_state_dict"]["state"].values()]
+        if not buffers or not all(torch.is_tensor(b) for b in buffers):
+            raise KeyError("momentum_buffer")
         return {"model": saved["model_state_dict"], "optimizer": saved["optimizer_state_dict"]}
-    except (OSError, KeyError, TypeError, RuntimeError) as error:
+    except Exception as error:  # missing, unreadable, or not the set-up's layout
         raise Incorrect(
             f"`checkpoint_path` should be the set-up cell's checkpoint (it cannot be read: {type(error).__name__}): "
             "run the set-up cell again"
@@ -24,7 +36,7 @@ def _saved(checkpoint_path: object) -> dict:
 def _equal_exactly(found: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
     """Same dtype (``dtype`` or the expected one), same shape, same numbers (torch.equal alone promotes dtypes)."""
     want = dtype or expected.dtype
-    return found.dtype == want and found.shape == expected.shape and torch.equal(found, expected.to(want))
+    return found.dtype == want and found.shape == expected.shape and torch.equal(found.cpu(), expected.cpu().to(want))
 
 
 def _require_sgd(optimizer: torch.optim.Optimizer, name: str, lr: float) -> None:
@@ -39,33 +51,39 @@ def _require_sgd(optimizer: torch.optim.Optimizer, name: str, lr: float) -> None
 
 def _require_loaded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, saved: dict, dtype=None) -> None:
     """The model's weights and the optimizer's momentum are the checkpoint's (in ``dtype`` if given)."""
-    found = model.state_dict()
-    if found.keys() != saved["model"].keys():
-        raise Incorrect("the model is not a Net: build Net() and load model_state_dict into it")
-    if not all(_equal_exactly(found[k], v, dtype) for k, v in saved["model"].items()):
-        raise Incorrect("the model's weights are not the checkpoint's: load model_state_dict into it")
+    require_same_tensors(
+        model.state_dict(),
+        saved["model"],
+        "the checkpoint's model_state_dict",
+        "load model_state_dict into the model",
+        what="the model",
+        dtype=dtype,
+    )
     if not optimizer.state:
         raise Incorrect("the optimizer's state was not loaded: optimizer.load_state_dict(...) from the checkpoint")
-    for index, p in enumerate(model.parameters()):
+    for index, (name, p) in enumerate(model.named_parameters()):
         buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-        expected = saved["optimizer"]["state"][index]["momentum_buffer"]
-        if buffer is None or not _equal_exactly(buffer, expected, p.dtype) or buffer.device != p.device:
-            where = (
-                "" if buffer is None else f" ({buffer.dtype} on {buffer.device}, its parameter {p.dtype} on {p.device})"
-            )
+        expected = saved["optimizer"]["state"].get(index, {}).get("momentum_buffer")
+        if expected is None:
+            continue
+        if buffer is None:
+            raise Incorrect(f"{name} has no momentum buffer: load optimizer_state_dict from the checkpoint")
+        if (buffer.dtype, buffer.device) != (p.dtype, p.device):
             raise Incorrect(
-                f"a momentum buffer is not the checkpoint's, placed where its parameter is{where}: convert or move the "
-                "model first, then build the optimizer and load its state"
+                f"the momentum buffer of {name} is {buffer.dtype} on {buffer.device}, but its parameter is {p.dtype} "
+                f"on {p.device}: convert or move the model first, then build the optimizer and load its state"
+            )
+        if not _equal_exactly(buffer, expected, p.dtype):
+            raise Incorrect(
+                f"the momentum buffer of {name} holds other values than the checkpoint's: load "
+                "optimizer_state_dict from the checkpoint as it is"
             )
 
 
 def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object, checkpoint_path: object) -> str:
     model, optimizer = model_fp64, optimizer_fp64
-    if not isinstance(model, torch.nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
-        raise Incorrect("`model_fp64` should be an nn.Module and `optimizer_fp64` a torch.optim optimizer")
-    held = [p for group in optimizer.param_groups for p in group["params"]]
-    if {id(p) for p in held} != {id(p) for p in model.parameters()}:
-        raise Incorrect("`optimizer_fp64` does not hold `model_fp64`'s parameters: build it with .parameters()")
+    require_module(model, "model_fp64")
+    require_optimizer_for(optimizer, model, "optimizer_fp64", "model_fp64")
     if any(t.dtype != torch.float64 for t in model.state_dict().values()):
         raise Incorrect("`model_fp64` should train in float64: call .double() (the stand-in for .to(device))")
     _require_sgd(optimizer, "optimizer_fp64", lr=0.1)
@@ -127,9 +145,7 @@ def _everything_in_one_file(gan_path: object, gan: object) -> str:
     steps = [int(s["step"]) for name in ("opt_g", "opt_d") for s in gan[name].state.values()]
     if not steps or min(steps) < 3:
         raise Incorrect("`gan` has not been trained for 3 steps yet: call train_steps(gan, 3) before saving")
-    path = Path(str(gan_path))
-    if not path.is_file():
-        raise Incorrect(f"no file at {path}: save the checkpoint there")
+    path = require_file(gan_path, "gan_path", "save the checkpoint there")
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as error:  # a pickled module or optimizer object, or not a torch.save file
@@ -167,11 +183,8 @@ q2 = Question(
 
 
 def _new_learning_rate(model: object, optimizer: object, checkpoint_path: object) -> str:
-    if not isinstance(model, torch.nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
-        raise Incorrect("`model` should be an nn.Module and `optimizer` a torch.optim optimizer")
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    if held != {id(p) for p in model.parameters()}:
-        raise Incorrect("`optimizer` does not hold `model`'s parameters: build it with model.parameters()")
+    require_module(model, "model")
+    require_optimizer_for(optimizer, model, "optimizer", "model")
     saved = _saved(checkpoint_path)
     rates = [group["lr"] for group in optimizer.param_groups]
     if isinstance(optimizer, torch.optim.SGD) and any(rate != 0.001 for rate in rates):
