@@ -109,7 +109,7 @@ def test_placeholders() -> None:
     assert lesson07.cells[0].source.startswith("# Exercises · Lesson 07: ")
     assert "](../07_devices_optimizers_formats.ipynb)" in lesson07.cells[0].source
 
-    question = Question("x.q1", "?", lambda **_: "", names=["b", "a", "c"], hint="", solution="")
+    question = Question("x.q1", "?", lambda **_: "", names=["b", "a", "c"], hint="")
     assert build_exercises.placeholder(question, "with x() as a:\n    for b in a:\n        pass", "") == (
         "b = a = None  # your code here"
     )

@@ -26,6 +26,7 @@ from lesson_utils.exercises import (
     lesson07,
     results_json,
 )
+from lesson_utils.exercises.core import Incorrect, require_same_tensors
 from lesson_utils.training import train_one_epoch
 from lesson_utils.transfer import load_matching_weights
 
@@ -104,7 +105,7 @@ def test_l01_q2_ready_to_predict(net, tmp_path):
     expect(q, names(net.eval()), INCORRECT, "`model` is `net` itself")
     expect(q, names(loaded().double().eval()), INCORRECT, "torch.float64 in `model` but torch.float32")
     expect(q, names(loaded().eval), INCORRECT, "the method `eval` of a model, not the model: add the ()")
-    expect(q, names(nn.Linear(2, 2).eval()), INCORRECT, "Unexpected in `model`: ['weight', 'bias']")
+    expect(q, names(nn.Linear(2, 2).eval()), INCORRECT, "`model` should be a Net, as in Q2, not a Linear")
     expect(q, {**names(loaded().eval()), "weights_path": tmp_path / "x.pt"}, INCORRECT, "answer Q1 first")
 
 
@@ -420,7 +421,7 @@ def test_a_checker_that_breaks_on_a_strange_answer_reports_instead_of_crashing()
     def checker(answer):
         return answer.missing_attribute
 
-    result = Question("demo.q1", "?", checker, names=["answer"], hint="", solution="").evaluate({"answer": 5})
+    result = Question("demo.q1", "?", checker, names=["answer"], hint="").evaluate({"answer": 5})
     assert result.status == INCORRECT and "checking your answer raised AttributeError" in result.message
 
 
@@ -437,7 +438,7 @@ def test_check_reads_the_callers_variables_and_prints(capsys):
     lesson01.q3.hint()
     lesson01.q3.solution()
     out = capsys.readouterr().out
-    assert "Hint for lesson01.q3" in out and "q3_answer = 'b'" in out
+    assert "Hint for lesson01.q3" in out and 'q3_answer = "b"' in out
 
 
 # lesson 07 -----------------------------------------------------------------------------------
@@ -632,9 +633,14 @@ def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
     q3["optimizer"] = torch.optim.SGD(q3["model"].parameters(), lr=0.1, momentum=0.9)
     q3["optimizer"].load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"])
     q3["optimizer"].param_groups[0]["lr"] = 0.001
+    seed_everything(0)
+    net01, weights01 = Net(), tmp_path / "w01.pt"  # lesson 01's set-up net: untrained, seed 0
+    torch.save(net01.state_dict(), weights01)
+    model01 = Net()
+    model01.load_state_dict(net01.state_dict())
     answers = {  # a right answer to each question, and the names a student sets
-        lesson01.q1: ({"net": net, "weights_path": weights}, ["weights_path"]),
-        lesson01.q2: ({"net": net, "weights_path": weights, "model": model.eval()}, ["model", "weights_path"]),
+        lesson01.q1: ({"net": net01, "weights_path": weights01}, ["weights_path"]),
+        lesson01.q2: ({"net": net01, "weights_path": weights01, "model": model01.eval()}, ["model", "weights_path"]),
         lesson02.q2: ({"net": net, "safetensors_path": tmp_path / "w.safetensors"}, ["safetensors_path"]),
         lesson03.q1: ({"net": net, "optimizer": optimizer, "checkpoint_path": checkpoint_path}, ["checkpoint_path"]),
         lesson03.q2: (resumed(checkpoint_path), ["model", "optimizer", "checkpoint_path"]),
@@ -668,3 +674,45 @@ def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
                 assert result.status == INCORRECT, (question.qid, name, value, result)
                 assert "checking your answer raised" not in result.message, (question.qid, name, value, result)
     assert torch.equal(rng, torch.random.get_rng_state()), "a checker drew from the notebook's random numbers"
+
+
+# attacks found by a helper playing a student --------------------------------------------------
+
+
+def test_a_replaced_net_or_a_lying_model_is_not_accepted(tmp_path):
+    """net re-pointed to an empty module with an empty file; a Net subclass whose state_dict lies;
+    tensors whose __torch_function__ makes torch.equal say True; a one-parameter 'trained' model."""
+    empty = tmp_path / "empty.pt"
+    torch.save({}, empty)
+    expect(lesson01.q1, {"net": nn.Module(), "weights_path": empty}, INCORRECT, "`net` should be a Net")
+    seed_everything(0)
+    real = Net()
+    zeros = tmp_path / "zeros.pt"
+    torch.save({k: torch.zeros_like(v) for k, v in real.state_dict().items()}, zeros)
+
+    class Liar(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            return True if func is torch.equal else super().__torch_function__(func, types, args, kwargs or {})
+
+    class FakeNet(Net):
+        def state_dict(self, *args, **kwargs):
+            return {k: v.as_subclass(Liar) for k, v in Net.state_dict(real, *args, **kwargs).items()}
+
+    expect(lesson01.q1, {"net": FakeNet(), "weights_path": zeros}, INCORRECT, "`net` should be a Net")
+    liars = {k: v.as_subclass(Liar) for k, v in real.state_dict().items()}
+    with pytest.raises(Incorrect, match="is a Liar in yours, not a plain tensor"):
+        require_same_tensors(liars, {k: torch.zeros_like(v) for k, v in real.state_dict().items()})
+    retrained = Net()  # a Net that is not the set-up's seed-0 one
+    torch.save(retrained.state_dict(), zeros)
+    expect(lesson01.q1, {"net": retrained, "weights_path": zeros}, INCORRECT, "differs from the set-up cell's net")
+    tiny = nn.Linear(1, 1)
+    torch.save({"epoch": 1, "model_state_dict": tiny.state_dict(), "optimizer_state_dict": {}}, zeros)
+    expect(lesson03.q1, {"net": tiny, "checkpoint_path": zeros}, INCORRECT, "`net` should be a Net")
+
+
+def test_solution_prints_the_solution_notebooks_answer(capsys):
+    lesson03.q2.solution()
+    printed = capsys.readouterr().out
+    assert printed.startswith("A solution for lesson03.q2:\n") and "optimizer.load_state_dict(" in printed
+    assert "### BEGIN SOLUTION" not in printed

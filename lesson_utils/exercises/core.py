@@ -10,7 +10,7 @@ Example:
     ...     if answer != 42:
     ...         raise Incorrect("count again")
     ...     return "right"
-    >>> q = Question("demo.q1", "What is 6 x 7?", checker, names=["answer"], hint="x", solution="answer = 42")
+    >>> q = Question("demo.q1", "What is 6 x 7?", checker, names=["answer"], hint="x")
     >>> q.evaluate({"answer": None}).status, q.evaluate({"answer": 41}).message, q.evaluate({"answer": 42}).status
     ('not attempted', 'count again', 'correct')
 """
@@ -52,11 +52,10 @@ class Question:
         checker: Callable[..., str],
         names: list[str],
         hint: str,
-        solution: str,
         none_message: str = "",
     ) -> None:
         self.qid, self.prompt, self.checker, self.names = qid, prompt, checker, names
-        self._hint, self._solution = hint, solution
+        self._hint = hint
         self.none_message = none_message  # added to "still None": why a real attempt can leave None behind
 
     def evaluate(self, namespace: Mapping[str, object]) -> Result:
@@ -84,7 +83,8 @@ class Question:
         print(f"Hint for {self.qid}: {self._hint}")
 
     def solution(self) -> None:
-        print(f"A solution for {self.qid}:\n{self._solution}")
+        """Print the worked answer: the solution notebook's marked region (``make exercises`` copies it)."""
+        print(f"A solution for {self.qid}:\n{solution_text(self.qid)}")
 
 
 def require_same_tensors(
@@ -130,6 +130,10 @@ def require_same_tensors(
         have, want_dtype = found[key], dtype or want.dtype
         if not torch.is_tensor(have):
             raise Incorrect(f"{key} is {_a(have)} in {what}, not a tensor")
+        if type(have) not in (torch.Tensor, torch.nn.Parameter):  # a subclass can make torch.equal say anything
+            raise Incorrect(
+                f"{key} is a {type(have).__name__} in {what}, not a plain tensor: save the tensors themselves"
+            )
         if have.is_meta:
             raise Incorrect(f"{key} is on the meta device in {what}: it has no data (load the values into it)")
         if have.dtype != want_dtype:
@@ -139,11 +143,25 @@ def require_same_tensors(
             )
         if have.shape != want.shape:
             raise Incorrect(f"{key} has shape {list(have.shape)} in {what} but {list(want.shape)} in {owner}")
-        if not torch.equal(have.detach().cpu(), want.detach().cpu().to(want_dtype)):
-            differ.append(key)
+        with torch._C.DisableTorchFunctionSubclass():  # compare the numbers, whatever the tensors' classes say
+            if not torch.equal(have.detach().cpu(), want.detach().cpu().to(want_dtype)):
+                differ.append(key)
     if differ:
         more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
         raise Incorrect(f"{differ[0]}{more} in {what} differs from {owner}: {advice}")
+
+
+def solution_text(qid: str) -> str:
+    """The worked answer to ``qid``, from ``solutions.json`` (generated from the solution notebooks).
+
+    Example:
+        >>> print(solution_text("lesson01.q3"))
+        q3_answer = "b"
+    """
+    solutions = json.loads(Path(__file__).with_name("solutions.json").read_text(encoding="utf-8"))
+    if qid not in solutions:
+        raise KeyError(f"no worked solution for {qid} in solutions.json: run `make exercises`")
+    return solutions[qid]
 
 
 def results_json() -> str:
@@ -175,7 +193,7 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
             raise Incorrect(why.get(value, "not this one: read the question again"))
         return f"{correct}) {options[correct]}"
 
-    return Question(qid, text, checker, names=[name], hint=hint, solution=f"{name} = {correct!r}")
+    return Question(qid, text, checker, names=[name], hint=hint)
 
 
 def _a(value: object) -> str:
@@ -269,3 +287,38 @@ def require_optimizer_for(optimizer: object, model: object, name: str, model_nam
             f"`{name}` does not update exactly `{model_name}`'s parameters: build it with {model_name}.parameters(), "
             f"after the load if that uses assign=True (which replaces the parameters){f'. {bug}' if bug else ''}"
         )
+
+
+def require_net(value: object, name: str, origin: str = "the set-up cell") -> None:
+    """:class:`Incorrect` unless ``value`` is a ``Net`` itself (not a subclass, not another model).
+
+    Example:
+        >>> import torch
+        >>> require_net(torch.nn.Linear(1, 1), "net")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `net` should be a Net, as in the set-up cell, not a Linear: ...
+    """
+    from lesson_utils.models import Net
+
+    require_module(value, name)
+    if type(value) is not Net:
+        raise Incorrect(
+            f"`{name}` should be a Net, as in {origin}, not a {type(value).__name__}: "
+            "build it with Net() (run the set-up cell again if you replaced it)"
+        )
+
+
+def seed0_net_state(**kwargs: object) -> dict:
+    """The weights ``seed_everything(0); Net(**kwargs)`` starts with: the set-up cells' ``net``.
+
+    Built on the CPU with the random state forked, so the notebook's own random numbers are
+    left as they were.
+    """
+    import torch
+
+    from lesson_utils.models import Net
+
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        torch.manual_seed(0)
+        return Net(**kwargs).state_dict()

@@ -7,12 +7,21 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     load_weights_only,
-    require_module,
+    require_net,
     require_same_tensors,
+    seed0_net_state,
 )
 
 
 def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
+    require_net(net, "net")
+    require_same_tensors(
+        net.state_dict(),
+        seed0_net_state(),
+        "the set-up cell's net (seed 0)",
+        "do not change or replace `net`: run the set-up cell again",
+        what="`net`",
+    )
     loaded = load_weights_only(weights_path, "weights_path", "write it with torch.save(net.state_dict(), weights_path)")
     if not isinstance(loaded, dict):
         raise Incorrect(f"the file holds a {type(loaded).__name__}; expected the dict that net.state_dict() returns")
@@ -27,12 +36,11 @@ q1 = Question(
     _saved_state_dict,
     names=["net", "weights_path"],
     hint="A state_dict is what model.state_dict() returns; torch.save writes any dict of tensors to a file.",
-    solution="torch.save(net.state_dict(), weights_path)",
 )
 
 
 def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
-    require_module(model, "model")
+    require_net(model, "model", "Q2")
     if model is net:
         raise Incorrect("`model` is `net` itself: build a new Net() and load the file at `weights_path` into it")
     saved = load_weights_only(weights_path, "weights_path", "answer Q1 first: it writes that file")
@@ -62,7 +70,6 @@ q2 = Question(
     names=["model", "weights_path", "net"],
     hint="Build a Net(), load the file's state_dict into it; then Dropout and BatchNorm must stop training: one "
     "more method call.",
-    solution="model = Net()\nmodel.load_state_dict(torch.load(weights_path, weights_only=True))\nmodel.eval()",
 )
 
 q3 = choice(

@@ -46,7 +46,6 @@ q2 = Question(
     _safetensors_file,
     names=["net", "safetensors_path"],
     hint="`from safetensors.torch import save_file`; it takes a dict of tensors and a path.",
-    solution="from safetensors.torch import save_file\nsave_file(net.state_dict(), safetensors_path)",
 )
 
 q3 = choice(

@@ -8,7 +8,7 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     require_file,
-    require_module,
+    require_net,
     require_optimizer_for,
     require_same_tensors,
 )
@@ -53,6 +53,7 @@ def _untrained(weights: object) -> bool:
 
 
 def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
+    require_net(net, "net")
     checkpoint = _checkpoint(checkpoint_path, "write it with torch.save({...}, checkpoint_path)")
     epoch = checkpoint["epoch"]
     if type(epoch) is not int:
@@ -99,16 +100,11 @@ q1 = Question(
     _resumable_checkpoint,
     names=["checkpoint_path", "net"],
     hint="A plain dict of named entries; store numbers with .item() so weights_only=True can read them.",
-    solution=(
-        "train_one_epoch(net, optimizer, train_set, epoch=0)\n"
-        "torch.save({'epoch': 1, 'model_state_dict': net.state_dict(),\n"
-        "            'optimizer_state_dict': optimizer.state_dict()}, checkpoint_path)"
-    ),
 )
 
 
 def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object) -> str:
-    require_module(model, "model")
+    require_net(model, "model", "the question")
     bug = "Building it on another model's parameters is the original lesson's bug"
     require_optimizer_for(optimizer, model, "optimizer", "model", bug)
     if not isinstance(optimizer, torch.optim.SGD):
@@ -150,13 +146,6 @@ q2 = Question(
     _optimizer_on_model,
     names=["model", "optimizer", "checkpoint_path"],
     hint="Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states.",
-    solution=(
-        "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"
-        "model = Net()\n"
-        "optimizer = optim.SGD(model.parameters(), lr=0.02, momentum=0.9)\n"
-        "model.load_state_dict(checkpoint['model_state_dict'])\n"
-        "optimizer.load_state_dict(checkpoint['optimizer_state_dict'])"
-    ),
 )
 
 q3 = choice(

@@ -62,7 +62,6 @@ q1 = Question(
     _warm_started,
     names=["target", "source_state"],
     hint="strict=False alone raises on fc3's size mismatch: filter by shape first (or use load_matching_weights).",
-    solution="target = Net(num_classes=4)\nload_matching_weights(target, source_state)",
 )
 
 q2 = choice(
@@ -115,5 +114,4 @@ q3 = Question(
         "you pass in place and returns None. Copy first (clean_state = dict(ddp_state)), then call it on "
         "clean_state without assigning its result"
     ),
-    solution="clean_state = dict(ddp_state)\nconsume_prefix_in_state_dict_if_present(clean_state, 'module.')",
 )

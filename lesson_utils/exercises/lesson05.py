@@ -49,10 +49,6 @@ q1 = Question(
     _lean_load,
     names=["model", "weights_path"],
     hint="Three pieces: torch.device('meta') while building, mmap=True in torch.load, assign=True in load_state_dict.",
-    solution=(
-        "with torch.device('meta'):\n    model = Net()\n"
-        "model.load_state_dict(torch.load(weights_path, mmap=True, weights_only=True), assign=True)"
-    ),
 )
 
 q2 = choice(

@@ -54,10 +54,6 @@ q2 = Question(
     _single_file,
     names=["checkpoint_dir", "single_path"],
     hint="torch.distributed.checkpoint.format_utils has a function for exactly this.",
-    solution=(
-        "from torch.distributed.checkpoint.format_utils import dcp_to_torch_save\n"
-        "single_path = workdir / 'single.pt'\ndcp_to_torch_save(checkpoint_dir, single_path)"
-    ),
 )
 
 q3 = choice(

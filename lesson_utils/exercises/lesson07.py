@@ -98,13 +98,6 @@ q1 = Question(
     _state_where_its_parameters_are,
     names=["model_fp64", "optimizer_fp64", "checkpoint_path"],
     hint="load_state_dict puts the optimizer's state where its parameters are at that moment: convert first.",
-    solution=(
-        "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"
-        "model_fp64 = Net().double()\n"
-        "model_fp64.load_state_dict(checkpoint['model_state_dict'])\n"
-        "optimizer_fp64 = torch.optim.SGD(model_fp64.parameters(), lr=0.1, momentum=0.9)\n"
-        "optimizer_fp64.load_state_dict(checkpoint['optimizer_state_dict'])"
-    ),
 )
 
 
@@ -174,11 +167,6 @@ q2 = Question(
     _everything_in_one_file,
     names=["gan_path", "gan"],
     hint="One dict: {name: part.state_dict() for name, part in gan.items()}; the optimizers are part of it.",
-    solution=(
-        "train_steps(gan, 3)\n"
-        "gan_path = workdir / 'gan.pt'\n"
-        "torch.save({name: part.state_dict() for name, part in gan.items()}, gan_path)"
-    ),
 )
 
 
@@ -203,13 +191,4 @@ q3 = Question(
     _new_learning_rate,
     names=["model", "optimizer", "checkpoint_path"],
     hint="optimizer.load_state_dict replaces every hyper-parameter: change the lr after loading.",
-    solution=(
-        "checkpoint = torch.load(checkpoint_path, weights_only=True)\n"
-        "model = Net()\n"
-        "model.load_state_dict(checkpoint['model_state_dict'])\n"
-        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\n"
-        "optimizer.load_state_dict(checkpoint['optimizer_state_dict'])\n"
-        "for group in optimizer.param_groups:\n"
-        "    group['lr'] = 0.001"
-    ),
 )
