@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import compileall
 import csv
 import hmac
 import importlib
@@ -94,8 +95,8 @@ def tree_bytes(folder: Path, caches: bool = False) -> dict[str, bytes]:
     """Every file under ``folder``, relative path to content (``__pycache__`` too if ``caches``).
 
     The package's ``__pycache__`` counts: a planted ``.pyc`` with the source's time stamp would
-    run instead of the source. Kernels and workers keep their bytecode elsewhere
-    (``PYTHONPYCACHEPREFIX``), so any change there is a notebook's doing.
+    run instead of the source. The grader compiles the package first and kernels and workers
+    write no bytecode (``PYTHONDONTWRITEBYTECODE``), so any change there is a notebook's doing.
     """
     return {
         str(p.relative_to(folder)): p.read_bytes()
@@ -251,7 +252,7 @@ class Grader:
                 "kernel_env": {"OMP_NUM_THREADS": "1"} if self.jobs > 1 else {},  # N kernels, not N x cores threads
             }
             (private / "params.json").write_text(json.dumps(params))
-            env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPYCACHEPREFIX": str(private / "pycache")}
+            env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1"}
             key = secrets.token_hex(32)
             try:
                 finished = run(
@@ -332,7 +333,8 @@ class Grader:
     def run(self, resume: bool) -> list[dict]:
         self._start_files(resume)
         self.csv_bytes = self.out.read_bytes()
-        sys.dont_write_bytecode = True  # from now on a new .pyc in the package is a notebook's doing
+        compileall.compile_dir(PACKAGE_DIR, quiet=2)  # every .pyc there now; kernels and workers write none
+        sys.dont_write_bytecode = True  # so from now on a new or changed .pyc in the package is a notebook's doing
         self.saved_submissions = tree_bytes(self.folder)
         self.saved_package = tree_bytes(PACKAGE_DIR, caches=True)
         todo = [name for name in self.submissions if name not in self.done]
