@@ -221,7 +221,8 @@ class Grader:
     def grade(self, name: str) -> dict:
         data, own_folder = self.submissions[name]
         status, reason, detected = self.classified[name]
-        row = {"file": name, "student": Path(name).stem, "lesson": detected or "", "status": status, "reason": reason}
+        student = name.removesuffix(".ipynb")  # "erin.txt" stays "erin.txt": no two feedback files collide
+        row = {"file": name, "student": student, "lesson": detected or "", "status": status, "reason": reason}
         if status == "run" and self.started[name] >= 2:
             status = row["status"] = "stopped the grader"
             row["reason"] = "the grader stopped twice while this notebook ran; it was not run again"
