@@ -121,6 +121,40 @@ def restore_tree(folder: Path, saved: dict[str, bytes], caches: bool = False) ->
     return changed
 
 
+def startup_files() -> dict[str, bytes]:
+    """Files that Python, IPython or Jupyter run or read when a process starts: a notebook that plants
+    one would run code in every later kernel (``.pth`` and ``sitecustomize`` files in site-packages,
+    IPython startup files and configs, Jupyter kernel specs and configs)."""
+    import site
+
+    from jupyter_core.paths import jupyter_config_path, jupyter_path
+
+    candidates: list[Path] = []
+    for folder in map(Path, [*site.getsitepackages(), site.getusersitepackages()]):
+        if folder.is_dir():
+            candidates += [
+                p for p in folder.iterdir() if p.suffix == ".pth" or p.stem in ("sitecustomize", "usercustomize")
+            ]
+    for folder in map(Path, [*jupyter_path("kernels"), *jupyter_config_path()]):
+        if folder.is_dir():
+            candidates += [p for p in folder.rglob("*") if p.is_file()]
+    ipython = Path(os.environ.get("IPYTHONDIR", Path.home() / ".ipython"))
+    candidates += [p for p in ipython.glob("profile_*/startup/*") if p.is_file()]
+    candidates += [p for p in ipython.glob("profile_*/*.py") if p.is_file()]
+    return {str(p): p.read_bytes() for p in sorted(set(candidates)) if p.is_file()}
+
+
+def restore_files(saved: dict[str, bytes], now: dict[str, bytes]) -> list[str]:
+    """Write back what changed or went, delete what appeared; the paths concerned."""
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    for key in changed:
+        if key in saved:
+            Path(key).write_bytes(saved[key])
+        else:
+            Path(key).unlink(missing_ok=True)
+    return changed
+
+
 def set_read_only(folder: Path, read_only: bool) -> None:
     """Take away (or give back) write permission on a folder tree: the kernels' user cannot change it (unless root)."""
     for path in [folder, *folder.rglob("*")]:
@@ -253,7 +287,7 @@ class Grader:
                 "kernel_env": {"OMP_NUM_THREADS": "1"} if self.jobs > 1 else {},  # N kernels, not N x cores threads
             }
             (private / "params.json").write_text(json.dumps(params))
-            env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
             key = secrets.token_hex(32)
             try:
                 finished = run(
@@ -304,13 +338,20 @@ class Grader:
         return signed["row"]
 
     def finish(self, row: dict, flags: list[str]) -> dict:
-        with self.lock:  # one check at a time: which notebook changed things is then clear
+        shared = len(flags)
+        with self.lock:  # one check at a time; with -j 1, the notebook that changed something is the one flagged
             changed = restore_tree(self.folder, self.saved_submissions)
             if changed:
                 flags.append(f"the submissions folder changed while it ran ({', '.join(changed[:5])}); restored")
             changed = restore_tree(PACKAGE_DIR, self.saved_package, caches=True)
             if changed:
                 flags.append(f"the course package changed while it ran ({', '.join(changed[:5])}); restored")
+            changed = restore_files(self.saved_startup, startup_files())
+            if changed:
+                flags.append(f"files run when Python or Jupyter start changed ({', '.join(changed[:3])}); restored")
+            if self.jobs > 1:
+                flags[shared:] = [f"{flag} (with -j {self.jobs}: this notebook, or one graded at the same time)"
+                                  for flag in flags[shared:]]  # fmt: skip
         results = {r["question"]: r for r in row.pop("_results", [])}
         reported = row.pop("_reported", {})
         total = sum(self.lesson.points.values())
@@ -338,6 +379,7 @@ class Grader:
         sys.dont_write_bytecode = True  # so from now on a new or changed .pyc in the package is a notebook's doing
         self.saved_submissions = tree_bytes(self.folder)
         self.saved_package = tree_bytes(PACKAGE_DIR, caches=True)
+        self.saved_startup = startup_files()
         todo = [name for name in self.submissions if name not in self.done]
         rows = list(self.done.values())
         set_read_only(self.folder, True)

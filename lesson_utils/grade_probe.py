@@ -211,6 +211,13 @@ def _tampering(fingerprints: dict[str, str], package_dir: str) -> list[str]:
         target = getattr(thread, "_target", None)
         if thread is not threading.current_thread() and (from_notebook(target) or from_notebook(type(thread).run)):
             signs.append(f"a thread started by the notebook was still running ({thread.name})")
+    if shell is not None:  # names the checkers or the probe's cell would find in the notebook's namespace first
+        namespace = shell.user_ns
+        for name in ("exec", "compile", "globals", "dict", "repr", "isinstance", "type", "get_ipython", "__import__"):
+            if name in namespace and from_notebook(namespace[name]):
+                signs.append(f"the notebook redefines the built-in name `{name}`")
+        if namespace.get("__builtins__") is not sys.modules["builtins"]:
+            signs.append("the notebook replaced its `__builtins__`")
     package_dir = os.path.realpath(package_dir)
     for module_name, module in list(sys.modules.items()):
         if module_name == "lesson_utils" or module_name.startswith("lesson_utils."):

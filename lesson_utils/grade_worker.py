@@ -111,15 +111,18 @@ def kill_leftovers(tag: str, children: bool = True) -> int:
 
 
 def probe_cell(params: dict, out_name: str) -> str:
-    """The code sent to the kernel: the probe's source and a call that leaves the report in ``out_name``."""
+    """The code sent to the kernel: the probe's source and a call that leaves the report in ``out_name``.
+
+    It names no builtin directly (``exec = ...`` in the notebook would catch such a name): it reaches
+    them through the ``builtins`` module, and runs the probe with that module as its builtins.
+    """
     source = inspect.getsource(grade_probe)
     return (
-        f"def {out_name}():\n"
-        f"    _grader_source = {source!r}\n"
-        "    _grader = {'__name__': '__grader__'}\n"
-        "    exec(compile(_grader_source, '<grader probe>', 'exec'), _grader)\n"
-        f"    return _grader['probe']({params!r})\n"
-        f"{out_name} = {out_name}()\n"
+        "import builtins as _grader_b\n"
+        "_grader_x = {'__name__': '__grader__', '__builtins__': _grader_b}\n"
+        f"_grader_b.exec(_grader_b.compile({source!r}, '<grader probe>', 'exec'), _grader_x)\n"
+        f"{out_name} = _grader_x['probe']({params!r})\n"
+        "del _grader_x, _grader_b\n"
     )
 
 
@@ -171,7 +174,7 @@ class Run:
     async def probe(self, timeout: float) -> None:
         """Send the probe; keep its report (the reply's user_expressions, parsed)."""
         self.probes += 1
-        name = f"_grader_{self.secret}"
+        name = f"_grader_{self.secret}_{secrets.token_hex(8)}"  # a new secret name for each probe
         params = {
             "fingerprints": self.params["fingerprints"],
             "package_dir": str(PACKAGE_DIR),
@@ -185,7 +188,8 @@ class Run:
             probe_cell(params, name),
             silent=True,
             store_history=False,
-            user_expressions={"report": f"get_ipython().user_ns.pop({name!r}, None)"},
+            # only the secret name itself: any other name (get_ipython, say) the notebook could have redefined
+            user_expressions={"report": name},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -219,6 +223,8 @@ class Run:
         env = {k: v for k, v in os.environ.items() if k != RESULT_DIR_ENV}
         env.update({"PYTHONSAFEPATH": "1", TAG_ENV: self.params["tag"], **self.params.get("kernel_env", {})})
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # the grader compiled the package: a new .pyc there is tampering
+        # its own IPython and Jupyter folders: no startup file or config that another notebook planted
+        env.update(IPYTHONDIR=str(self.files_dir / "ipython"), JUPYTER_CONFIG_DIR=str(self.files_dir / "jupyter"))
         limit = self.params["timeout"]
         start = time.monotonic()
         try:

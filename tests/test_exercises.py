@@ -159,8 +159,9 @@ def test_l02_q2_safetensors(net, tmp_path):
 
 @pytest.fixture
 def trained(net):
+    """Lesson 03's set-up and Q1's epoch, as the notebook runs them."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-    train_one_epoch(net, optimizer, OfflineShapes(64), epoch=0)
+    train_one_epoch(net, optimizer, OfflineShapes(512), epoch=0)
     return net, optimizer
 
 
@@ -174,7 +175,7 @@ def test_l03_q1_resumable_checkpoint(trained, tmp_path):
     torch.save({"epoch": 1, "model_state_dict": net.state_dict()}, path)
     expect(q, names, INCORRECT, "lacks 'optimizer_state_dict'")
     torch.save({**good, "loss": np.float64(0.3)}, path)
-    expect(q, names, INCORRECT, "refuses to load with weights_only=True")
+    expect(q, names, INCORRECT, "does not load with weights_only=True")
     fresh = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
     torch.save({**good, "optimizer_state_dict": fresh.state_dict()}, path)
     expect(q, names, INCORRECT, "no momentum buffers")
@@ -214,11 +215,11 @@ def test_l03_q1_the_checkpoint_holds_the_trained_weights(tmp_path):
     before = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(before, path)  # nothing trained yet
     expect(lesson03.q1, names, INCORRECT, "net's weights from before training: run train_one_epoch")
-    train_one_epoch(net, optimizer, OfflineShapes(64), epoch=0)  # trained after the save
+    train_one_epoch(net, optimizer, OfflineShapes(512), epoch=0)  # trained after the save
     expect(lesson03.q1, names, INCORRECT, "net's weights from before training")
     torch.save({**before, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
     expect(lesson03.q1, names, CORRECT)
-    train_one_epoch(net, optimizer, OfflineShapes(64), epoch=1)  # trained again after the save
+    train_one_epoch(net, optimizer, OfflineShapes(512), epoch=1)  # trained again after the save
     expect(lesson03.q1, names, INCORRECT, "save net.state_dict() after train_one_epoch")
 
 
@@ -300,7 +301,7 @@ def test_l04_q1_warm_start(net):
     expect(q, {"target": partial, "source_state": source}, INCORRECT, "fit but were not transferred")
     expect(q, {"target": Net(), "source_state": source}, INCORRECT, "4-class head: fc3.weight has shape [10, 84]")
     sliced = warm(weight=source["fc3.weight"][:4], bias=source["fc3.bias"][:4])
-    expect(q, sliced, INCORRECT, "fc3.weight takes rows [0, 1, 2, 3] from the source's 10-class head")
+    expect(q, sliced, INCORRECT, "takes rows [0, 1, 2, 3] from the source's 10-class head")
     picked = warm(weight=source["fc3.weight"][[1, 3, 5, 7]])
     expect(q, picked, INCORRECT, "takes rows [0, 1, 2, 3]")
     expect(q, warm(bias=source["fc3.bias"][6:]), INCORRECT, "fc3.bias takes rows")
@@ -638,10 +639,11 @@ def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
     torch.save(net01.state_dict(), weights01)
     model01 = Net()
     model01.load_state_dict(net01.state_dict())
+    save_file(net01.state_dict(), tmp_path / "w01.safetensors")
     answers = {  # a right answer to each question, and the names a student sets
         lesson01.q1: ({"net": net01, "weights_path": weights01}, ["weights_path"]),
         lesson01.q2: ({"net": net01, "weights_path": weights01, "model": model01.eval()}, ["model", "weights_path"]),
-        lesson02.q2: ({"net": net, "safetensors_path": tmp_path / "w.safetensors"}, ["safetensors_path"]),
+        lesson02.q2: ({"net": net01, "safetensors_path": tmp_path / "w01.safetensors"}, ["safetensors_path"]),
         lesson03.q1: ({"net": net, "optimizer": optimizer, "checkpoint_path": checkpoint_path}, ["checkpoint_path"]),
         lesson03.q2: (resumed(checkpoint_path), ["model", "optimizer", "checkpoint_path"]),
         lesson04.q1: ({"source_state": net.state_dict(), "target": target}, ["target"]),
@@ -716,3 +718,34 @@ def test_solution_prints_the_solution_notebooks_answer(capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("A solution for lesson03.q2:\n") and "optimizer.load_state_dict(" in printed
     assert "### BEGIN SOLUTION" not in printed
+
+
+def test_l03_q1_needs_the_real_epoch_of_training(trained, tmp_path):
+    """Weights nudged away from the seed-0 start and zero momentum buffers: no training ran."""
+    seed_everything(0)
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1e-3)
+    state = optimizer.state_dict()
+    state["state"] = {i: {"momentum_buffer": torch.zeros_like(p)} for i, p in enumerate(net.parameters())}
+    path = tmp_path / "c.pt"
+    torch.save({"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": state}, path)
+    expect(lesson03.q1, {"net": net, "checkpoint_path": path}, INCORRECT, "not those of one epoch")
+    real, real_optimizer = trained  # the real epoch, but the momentum zeroed
+    state = real_optimizer.state_dict()
+    state["state"] = {i: {"momentum_buffer": torch.zeros_like(p)} for i, p in enumerate(real.parameters())}
+    torch.save({"epoch": 1, "model_state_dict": real.state_dict(), "optimizer_state_dict": state}, path)
+    expect(lesson03.q1, {"net": real, "checkpoint_path": path}, INCORRECT, "momentum buffers are not the ones")
+
+
+def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new():
+    """A student who seeds 0 before Net(num_classes=4) draws the untrained source's first head rows
+    again: that head is freshly initialised, not copied (a helper playing a student found this)."""
+    seed_everything(0)
+    source = Net().state_dict()
+    seed_everything(0)
+    target = Net(num_classes=4)
+    target.load_state_dict({k: v for k, v in source.items() if not k.startswith("fc3")}, strict=False)
+    expect(lesson04.q1, {"target": target, "source_state": source}, CORRECT)

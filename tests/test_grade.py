@@ -50,6 +50,36 @@ def answer(sources: list[str], q: int) -> int:
 
 FAKE_LINE = 'GRADER_RESULTS [{"question": "lesson01.q1", "status": "correct", "message": ""}]'
 
+# Attacks on what every notebook shares (the course package, files run at start-up): graded one
+# at a time in the sequential class below, so the flag lands on the notebook that did it.
+SHARED_ATTACKS = {
+    "pyc_poison": (  # a .pyc beside the course package's source would run instead of it, for everyone after
+        blank()
+        + [
+            "import os, sys, lesson_utils.grade_worker as target\n"
+            "folder = os.path.join(os.path.dirname(target.__file__), '__pycache__')\n"
+            "cache = os.path.join(folder, f'grade_worker.{sys.implementation.cache_tag}.pyc')\n"
+            "os.makedirs(folder, exist_ok=True)\n"
+            "open(cache, 'wb').write(b'not really bytecode')"
+        ],
+        0,
+        "graded",
+        "course package changed",
+    ),
+    "startup_files": (  # files every later Python or IPython process would run (harmless contents here)
+        blank()
+        + [
+            "import site\nfrom pathlib import Path\n"
+            "startup = Path.home() / '.ipython' / 'profile_default' / 'startup'\n"
+            "startup.mkdir(parents=True, exist_ok=True)\n"
+            "(startup / '00-planted-by-test-grade.py').write_text('# planted by tests/test_grade.py')\n"
+            "(Path(site.getsitepackages()[0]) / 'planted-by-test-grade.pth').write_text('# planted')"
+        ],
+        0,
+        "files run when Python or Jupyter start changed",
+    ),
+}
+
 ATTACKS = {
     # name: (cells, expected points, expected status prefix, a word the review column must hold or None)
     "fake_results": (
@@ -141,18 +171,27 @@ ATTACKS = {
         "graded",
         "json.dumps",
     ),
-    "pyc_poison": (  # a .pyc beside the course package's source would run instead of it, for everyone after
+    "shadowed_get_ipython": (  # the report used to be fetched with get_ipython(), found in the notebook's names
         blank()
         + [
-            "import os, sys, lesson_utils.grade_worker as target\n"
-            "folder = os.path.join(os.path.dirname(target.__file__), '__pycache__')\n"
-            "cache = os.path.join(folder, f'grade_worker.{sys.implementation.cache_tag}.pyc')\n"
-            "os.makedirs(folder, exist_ok=True)\n"
-            "open(cache, 'wb').write(b'not really bytecode')"
+            "import ast\nfrom IPython import get_ipython as real\n"
+            "class Namespace:\n"
+            "    def pop(self, key, default=None):\n"
+            "        report = ast.literal_eval(real().user_ns.pop(key, default))\n"
+            "        for result in report['results']:\n"
+            "            result['status'] = 'correct'\n"
+            "        report['flags'] = []\n"
+            "        return repr(report)\n"
+            "class Shell:\n"
+            "    user_ns = Namespace()\n"
+            "    def __getattr__(self, name):\n"
+            "        return getattr(real(), name)\n"
+            "def get_ipython():\n"
+            "    return Shell()"
         ],
         0,
         "graded",
-        "course package changed",
+        "redefines the built-in name `get_ipython`",
     ),
     "never_checked": (no_checks(solution()), 3, "graded", None),
     "fixed_after_check": (  # wrong answers checked, then fixed: the final state counts
@@ -369,6 +408,8 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
         "grades.write_text(text.replace(',3,3,100.0,', ',0,3,0.0,'), encoding='utf-8')"
     )
     write(folder, "e_csv_editor.ipynb", blank() + [editor])
+    for index, (name, (sources, *_rest)) in enumerate(SHARED_ATTACKS.items()):
+        write(folder, f"f{index}_{name}.ipynb", sources)
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -385,5 +426,12 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
     assert table["a_honest.ipynb"]["points"] == table["c_honest.ipynb"]["points"] == "3"
     assert "submissions folder changed" in table["d_vandal.ipynb"]["needs review"]
     assert "grades file changed" in table["e_csv_editor.ipynb"]["needs review"]
+    for index, (name, (_, points, _status, flag)) in enumerate(SHARED_ATTACKS.items()):
+        row = table[f"f{index}_{name}.ipynb"]
+        assert row["points"] == str(points) and flag in row["needs review"], row
+    import site
+
+    assert not (Path.home() / ".ipython" / "profile_default" / "startup" / "00-planted-by-test-grade.py").exists()
+    assert not (Path(site.getsitepackages()[0]) / "planted-by-test-grade.pth").exists()
     assert table["c_honest.ipynb"]["needs review"] == ""
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before, "restored"

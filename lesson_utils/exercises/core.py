@@ -64,6 +64,11 @@ class Question:
         if any(value is None for value in values.values()):
             missing = ", ".join(f"`{n}`" for n, v in values.items() if v is None)
             message = f"set {missing} (still None), then run check() again"
+            if not self.none_message:  # the usual way a real attempt leaves None behind
+                message += (
+                    " (torch.save, load_state_dict and optimizer.load_state_dict return None: "
+                    "call them on a line of their own, not as `x = ...`)"
+                )
             result = Result(self.qid, NOT_ATTEMPTED, message + (f". {self.none_message}" if self.none_message else ""))
         else:
             try:

@@ -2,7 +2,15 @@
 
 import torch
 
-from lesson_utils.exercises.core import Incorrect, Question, choice, require_file, require_same_tensors
+from lesson_utils.exercises.core import (
+    Incorrect,
+    Question,
+    choice,
+    require_file,
+    require_net,
+    require_same_tensors,
+    seed0_net_state,
+)
 
 q1 = choice(
     "lesson02.q1",
@@ -24,13 +32,22 @@ q1 = choice(
 def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     from safetensors.torch import load_file
 
+    require_net(net, "net")
+    require_same_tensors(
+        net.state_dict(),
+        seed0_net_state(),
+        "the set-up cell's net (seed 0)",
+        "do not change or replace `net`: run the set-up cell again",
+        what="`net`",
+    )
     path = require_file(safetensors_path, "safetensors_path", "write it with safetensors.torch.save_file")
     with open(path, "rb") as f:
-        if f.read(2) == b"PK":
-            raise Incorrect(
-                "this is a torch.save file (a zip archive): "
-                "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
-            )
+        head = f.read(2)
+    if head == b"PK" or head[:1] == b"\x80":
+        raise Incorrect(
+            f"this is a {'torch.save file (a zip archive)' if head == b'PK' else 'pickle'}, whatever its name: "
+            "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
+        )
     try:
         loaded = load_file(path)
     except Exception as error:

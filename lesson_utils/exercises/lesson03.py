@@ -1,5 +1,7 @@
 """Exercises for lesson 03 (checkpoints, resume). ``from lesson_utils.exercises import lesson03 as ex``."""
 
+import pickle
+
 import torch
 
 from lesson_utils.checkpoint import CheckpointError, load_checkpoint
@@ -19,6 +21,16 @@ REQUIRED = ["epoch", "model_state_dict", "optimizer_state_dict"]
 
 def _checkpoint(checkpoint_path: object, how: str) -> dict:
     require_file(checkpoint_path, "checkpoint_path", how)
+    try:
+        torch.load(str(checkpoint_path), weights_only=True)
+    except pickle.UnpicklingError:
+        raise Incorrect(
+            "the checkpoint does not load with weights_only=True: it holds objects, not only tensors and numbers "
+            "(the model or optimizer object itself, a method without its (), a numpy number?). Save state_dicts, "
+            "and plain numbers (int(...) or .item())"
+        ) from None
+    except Exception:
+        pass  # load_checkpoint below says what is wrong
     try:
         checkpoint = load_checkpoint(str(checkpoint_path), required=REQUIRED)
     except CheckpointError as error:
@@ -49,6 +61,38 @@ def _untrained(weights: object) -> bool:
         and weights.keys() == initial.keys()
         and all(torch.is_tensor(v) and v.shape == initial[k].shape for k, v in weights.items())
         and all(torch.equal(v.cpu(), initial[k]) for k, v in weights.items())
+    )
+
+
+def _reference_epoch() -> tuple[dict, list]:
+    """What the set-up's net and optimizer hold after the one epoch Q1 asks for: weights and momentum.
+
+    The set-up cell and Q1's training, replayed on the CPU with every random state saved and
+    put back, so the notebook's own random numbers are untouched.
+    """
+    from lesson_utils import OfflineShapes, seed_everything
+    from lesson_utils.reproducibility import rng_state, set_rng_state
+    from lesson_utils.training import train_one_epoch
+
+    saved = rng_state()
+    try:
+        seed_everything(0)
+        train_set = OfflineShapes(512)
+        with torch.device("cpu"):
+            net = Net()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+        train_one_epoch(net, optimizer, train_set, epoch=0)
+    finally:
+        set_rng_state(saved)
+    return net.state_dict(), [optimizer.state[p]["momentum_buffer"] for p in net.parameters()]
+
+
+def _close(found: object, expected: torch.Tensor) -> bool:
+    """Same shape and dtype, and the same numbers up to float rounding (thread counts can change the last bits)."""
+    return (
+        type(found) in (torch.Tensor, torch.nn.Parameter)
+        and (found.dtype, found.shape) == (expected.dtype, expected.shape)
+        and torch.allclose(found.detach().cpu(), expected, rtol=1e-4, atol=1e-6)
     )
 
 
@@ -86,6 +130,20 @@ def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
             raise Incorrect(
                 f"the momentum buffer saved for {name} does not match the parameter ({parameter.dtype}, "
                 f"{list(parameter.shape)}): save the set-up's optimizer.state_dict() as it is"
+            )
+    weights_after, momentum_after = _reference_epoch()
+    with torch._C.DisableTorchFunctionSubclass():
+        if not all(_close(weights.get(k), v) for k, v in weights_after.items()):
+            raise Incorrect(
+                "the checkpoint's weights are not those of one epoch of "
+                "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
+                "train exactly once, then save"
+            )
+        buffers = [momentum.get(f"momentum of {name}") for name, _ in net.named_parameters()]
+        if not all(_close(b, v) for b, v in zip(buffers, momentum_after, strict=True)):
+            raise Incorrect(
+                "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
+                "save optimizer.state_dict() right after train_one_epoch"
             )
     for group in saved["param_groups"] if isinstance(saved["param_groups"], list) else [None]:
         if not isinstance(group, dict) or (group.get("lr"), group.get("momentum")) != (0.02, 0.9):
