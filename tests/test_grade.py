@@ -76,6 +76,7 @@ SHARED_ATTACKS = {
             "(Path(site.getsitepackages()[0]) / 'planted-by-test-grade.pth').write_text('# planted')"
         ],
         0,
+        "graded",
         "files run when Python or Jupyter start changed",
     ),
 }
