@@ -205,6 +205,14 @@ class Grader:
             lesson = counts.most_common(1)[0][0]
         self.lesson = Lesson(lesson if lesson.startswith("lesson") else f"lesson{int(lesson):02d}")
         self.classified = {n: classify(d, n, self.lesson.name) for n, (d, _) in self.submissions.items()}
+        for name, path in submissions_in(folder).items():
+            count = len(list(path.rglob("*.ipynb"))) if path.is_dir() else 1
+            if count != 1:
+                self.classified[name] = (
+                    "not a notebook",
+                    f"the folder holds {count} notebooks; one was expected",
+                    None,
+                )
         self.columns = FIXED_COLUMNS + self.lesson.columns()
         self.lock = threading.Lock()
         self.journal = out.with_suffix(".journal")
@@ -287,6 +295,7 @@ class Grader:
                 "kernel_env": {"OMP_NUM_THREADS": "1"} if self.jobs > 1 else {},  # N kernels, not N x cores threads
             }
             (private / "params.json").write_text(json.dumps(params))
+            output, result = "", {"status": "grading failed", "reason": "the grading process did not start"}
             env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
             key = secrets.token_hex(32)
             try:
