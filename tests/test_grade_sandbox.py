@@ -140,7 +140,7 @@ def test_what_the_kernel_saw_inside_the_sandbox(tmp_path):
     secret = tmp_path / "hidden" / "teacher_notes.txt"
     secret.parent.mkdir()
     secret.write_text("the answer key")
-    escape = ROOT / "build" / f"sandbox-escape-{uuid.uuid4().hex}"
+    escape = Path("/etc") / f"sandbox-escape-{uuid.uuid4().hex}"  # visible in the sandbox, read-only there
     work = tmp_path / "work"
     work.mkdir()
     cells = attacker(escape, secret, listener.port, f"sandbox-test-{uuid.uuid4().hex}")[-2:]
