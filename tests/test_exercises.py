@@ -574,9 +574,12 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
             optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
         for group in optimizer.param_groups:
             group["lr"] = lr_after or group["lr"]
-        return {"model": model, "optimizer": optimizer, "checkpoint_path": momentum_checkpoint}
+        return {"model": model, "optimizer": optimizer, "checkpoint_path": momentum_checkpoint, "trained": Net()}
 
     expect(q, resume(lr_after=0.001), CORRECT)
+    live = resume(lr_after=0.001)
+    live["trained"] = live["model"]  # the set-up's live model, its lr changed: nothing was resumed
+    expect(q, live, INCORRECT, "is the set-up's `trained` itself")
     expect(q, resume(lr_before=0.001), INCORRECT, "set it after load_state_dict")
     expect(q, resume(lr_after=0.001, load=False), INCORRECT, "was not loaded")
     expect(q, resume(lr_after=0.01), INCORRECT, "not 0.001")
@@ -597,7 +600,7 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
         lean = Net()
     early = torch.optim.SGD(lean.parameters(), lr=0.001, momentum=0.9)
     lean.load_state_dict(checkpoint["model_state_dict"], assign=True)
-    names = {"model": lean, "optimizer": early, "checkpoint_path": momentum_checkpoint}
+    names = {"model": lean, "optimizer": early, "checkpoint_path": momentum_checkpoint, "trained": Net()}
     expect(q, names, INCORRECT, "`optimizer` holds meta tensors")
     half = resume(lr_after=0.001)
     half["model"].half()
@@ -631,6 +634,7 @@ def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
     torch.save({name: part.state_dict() for name, part in gan.items()}, gan_path)
     q3 = resumed_fp64(momentum_checkpoint)
     q3 = {"model": q3["model_fp64"].float(), "optimizer": q3["optimizer_fp64"], "checkpoint_path": momentum_checkpoint}
+    q3["trained"] = Net()
     q3["optimizer"] = torch.optim.SGD(q3["model"].parameters(), lr=0.1, momentum=0.9)
     q3["optimizer"].load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"])
     q3["optimizer"].param_groups[0]["lr"] = 0.001

@@ -170,8 +170,13 @@ q2 = Question(
 )
 
 
-def _new_learning_rate(model: object, optimizer: object, checkpoint_path: object) -> str:
+def _new_learning_rate(model: object, optimizer: object, checkpoint_path: object, trained: object) -> str:
     require_module(model, "model")
+    if model is trained:
+        raise Incorrect(
+            "`model` is the set-up's `trained` itself, not a resume: build a new Net, load model_state_dict from "
+            "`checkpoint_path` into it, and build the optimizer on it"
+        )
     require_optimizer_for(optimizer, model, "optimizer", "model")
     saved = _saved(checkpoint_path)
     rates = [group["lr"] for group in optimizer.param_groups]
@@ -189,6 +194,6 @@ q3 = Question(
     "Resume `optimizer` for `model` from `checkpoint_path` with the saved momentum but a learning rate of 0.001 "
     "(the checkpoint says 0.1).",
     _new_learning_rate,
-    names=["model", "optimizer", "checkpoint_path"],
+    names=["model", "optimizer", "checkpoint_path", "trained"],
     hint="optimizer.load_state_dict replaces every hyper-parameter: change the lr after loading.",
 )
