@@ -92,33 +92,17 @@ def notebook_of(path: Path) -> tuple[bytes, Path | None]:
 
 
 def tree_bytes(folder: Path, caches: bool = False) -> dict[str, bytes]:
-    """Every file under ``folder``, relative path to content (``__pycache__`` too if ``caches``).
+    """Every file under ``folder``, path to content (``__pycache__`` too if ``caches``).
 
     The package's ``__pycache__`` counts: a planted ``.pyc`` with the source's time stamp would
     run instead of the source. The grader compiles the package first and kernels and workers
     write no bytecode (``PYTHONDONTWRITEBYTECODE``), so any change there is a notebook's doing.
     """
     return {
-        str(p.relative_to(folder)): p.read_bytes()
+        str(p): p.read_bytes()
         for p in sorted(folder.rglob("*"))
         if p.is_file() and (caches or "__pycache__" not in p.parts)
     }
-
-
-def restore_tree(folder: Path, saved: dict[str, bytes], caches: bool = False) -> list[str]:
-    """Put ``folder`` back as ``saved``; the relative paths that had changed, appeared or gone."""
-    now = tree_bytes(folder, caches)
-    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
-    for key in changed:
-        path = folder / key
-        if key in saved:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                path.chmod(stat.S_IRUSR | stat.S_IWUSR)
-            path.write_bytes(saved[key])
-        else:
-            path.unlink(missing_ok=True)
-    return changed
 
 
 def startup_files() -> dict[str, bytes]:
@@ -148,10 +132,14 @@ def restore_files(saved: dict[str, bytes], now: dict[str, bytes]) -> list[str]:
     """Write back what changed or went, delete what appeared; the paths concerned."""
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     for key in changed:
+        path = Path(key)
         if key in saved:
-            Path(key).write_bytes(saved[key])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # the submissions are read-only while grading
+            path.write_bytes(saved[key])
         else:
-            Path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
     return changed
 
 
@@ -167,6 +155,9 @@ class Lesson:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        if not re.fullmatch(r"lesson\d\d", name) or not (PACKAGE_DIR / "exercises" / f"{name}.py").is_file():
+            known = sorted(p.stem for p in (PACKAGE_DIR / "exercises").glob("lesson[0-9][0-9].py"))
+            raise ValueError(f"there are no exercises for {name!r}: --lesson takes one of {', '.join(known)}")
         module = importlib.import_module(f"lesson_utils.exercises.{name}")
         questions = [v for v in vars(module).values() if hasattr(v, "qid") and hasattr(v, "evaluate")]
         self.questions = sorted(questions, key=lambda q: int(q.qid.rsplit(".q", 1)[1]))
@@ -203,7 +194,7 @@ class Grader:
             if not counts:
                 raise ValueError(f"no exercise notebook in {folder} imports lesson_utils.exercises: pass --lesson NN")
             lesson = counts.most_common(1)[0][0]
-        self.lesson = Lesson(lesson if lesson.startswith("lesson") else f"lesson{int(lesson):02d}")
+        self.lesson = Lesson(f"lesson{int(lesson):02d}" if str(lesson).isdigit() else str(lesson))
         self.classified = {n: classify(d, n, self.lesson.name) for n, (d, _) in self.submissions.items()}
         for name, path in submissions_in(folder).items():
             count = len(list(path.rglob("*.ipynb"))) if path.is_dir() else 1
@@ -349,15 +340,15 @@ class Grader:
     def finish(self, row: dict, flags: list[str]) -> dict:
         shared = len(flags)
         with self.lock:  # one check at a time; with -j 1, the notebook that changed something is the one flagged
-            changed = restore_tree(self.folder, self.saved_submissions)
-            if changed:
-                flags.append(f"the submissions folder changed while it ran ({', '.join(changed[:5])}); restored")
-            changed = restore_tree(PACKAGE_DIR, self.saved_package, caches=True)
-            if changed:
-                flags.append(f"the course package changed while it ran ({', '.join(changed[:5])}); restored")
-            changed = restore_files(self.saved_startup, startup_files())
-            if changed:
-                flags.append(f"files run when Python or Jupyter start changed ({', '.join(changed[:3])}); restored")
+            watched = [  # what every notebook shares: put back as it was, and say so
+                ("the submissions folder", self.saved_submissions, tree_bytes(self.folder), self.folder),
+                ("the course package", self.saved_package, tree_bytes(PACKAGE_DIR, caches=True), PACKAGE_DIR),
+                ("files run when Python or Jupyter start", self.saved_startup, startup_files(), None),
+            ]
+            for what, saved, now, base in watched:
+                changed = [os.path.relpath(p, base) if base else p for p in restore_files(saved, now)]
+                if changed:
+                    flags.append(f"{what} changed while it ran ({', '.join(changed[:5])}); restored")
             if self.jobs > 1:
                 flags[shared:] = [f"{flag} (with -j {self.jobs}: this notebook, or one graded at the same time)"
                                   for flag in flags[shared:]]  # fmt: skip
@@ -509,10 +500,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.sandbox:
         from lesson_utils.sandbox import check_available, parse_size
 
-        check_available()
+        try:
+            check_available()
+        except RuntimeError as error:
+            parser.error(str(error))
         hide = [str(args.submissions), str(args.out.parent), str(PACKAGE_DIR.parent / "notebooks")]
         sandbox = {"memory": parse_size(args.memory), "hide": hide}
-    rows = grade_folder(args.submissions, args.out, args.lesson, args.timeout, args.jobs, args.resume, sandbox)
+    try:
+        rows = grade_folder(args.submissions, args.out, args.lesson, args.timeout, args.jobs, args.resume, sandbox)
+    except (FileNotFoundError, ValueError) as error:  # a wrong folder or lesson: say so, no traceback
+        parser.error(str(error))
     print((args.out.parent / "summary.md").read_text(encoding="utf-8"))
     print(
         f"{len(rows)} submissions: {args.out}, feedback in {args.out.parent / 'feedback'}, log in "

@@ -371,6 +371,25 @@ def test_a_result_not_signed_by_the_grading_process_is_refused():
     assert Grader._verified(forged, "key")["status"] == "grading failed"
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["/no/such/folder"], "is not a folder of submissions"),
+        (["{empty}"], "pass --lesson NN"),
+        (["{empty}", "--lesson", "99"], "--lesson takes one of lesson01"),
+        (["{empty}", "--lesson", "../core"], "--lesson takes one of lesson01"),
+    ],
+)
+def test_a_wrong_folder_or_lesson_is_a_clear_error(tmp_path, capsys, args, says):
+    from lesson_utils.grade import main
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main([a.format(empty=tmp_path / "empty") for a in args] + ["--out", str(tmp_path / "out" / "g.csv")])
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "nothing written"
+
+
 def test_classify_before_running():
     assert classify(b"", "a.ipynb")[0] == "empty file"
     assert classify("\ufeff{}".encode(), "a.ipynb")[0] == "not a notebook"

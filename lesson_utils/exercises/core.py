@@ -314,6 +314,18 @@ def require_net(value: object, name: str, origin: str = "the set-up cell") -> No
         )
 
 
+def require_setup_net(net: object) -> None:
+    """:class:`Incorrect` unless ``net`` is the set-up cell's ``Net``: that class, with its seed-0 weights."""
+    require_net(net, "net")
+    require_same_tensors(
+        net.state_dict(),
+        seed0_net_state(),
+        "the set-up cell's net (seed 0)",
+        "do not change or replace `net`: run the set-up cell again",
+        what="`net`",
+    )
+
+
 def seed0_net_state(**kwargs: object) -> dict:
     """The weights ``seed_everything(0); Net(**kwargs)`` starts with: the set-up cells' ``net``.
 

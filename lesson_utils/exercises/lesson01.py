@@ -9,19 +9,12 @@ from lesson_utils.exercises.core import (
     load_weights_only,
     require_net,
     require_same_tensors,
-    seed0_net_state,
+    require_setup_net,
 )
 
 
 def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
-    require_net(net, "net")
-    require_same_tensors(
-        net.state_dict(),
-        seed0_net_state(),
-        "the set-up cell's net (seed 0)",
-        "do not change or replace `net`: run the set-up cell again",
-        what="`net`",
-    )
+    require_setup_net(net)
     loaded = load_weights_only(weights_path, "weights_path", "write it with torch.save(net.state_dict(), weights_path)")
     if not isinstance(loaded, dict):
         raise Incorrect(f"the file holds a {type(loaded).__name__}; expected the dict that net.state_dict() returns")

@@ -7,9 +7,8 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     require_file,
-    require_net,
     require_same_tensors,
-    seed0_net_state,
+    require_setup_net,
 )
 
 q1 = choice(
@@ -32,14 +31,7 @@ q1 = choice(
 def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     from safetensors.torch import load_file
 
-    require_net(net, "net")
-    require_same_tensors(
-        net.state_dict(),
-        seed0_net_state(),
-        "the set-up cell's net (seed 0)",
-        "do not change or replace `net`: run the set-up cell again",
-        what="`net`",
-    )
+    require_setup_net(net)
     path = require_file(safetensors_path, "safetensors_path", "write it with safetensors.torch.save_file")
     with open(path, "rb") as f:
         head = f.read(2)

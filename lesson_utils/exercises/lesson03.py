@@ -13,6 +13,7 @@ from lesson_utils.exercises.core import (
     require_net,
     require_optimizer_for,
     require_same_tensors,
+    seed0_net_state,
 )
 from lesson_utils.models import Net
 
@@ -53,9 +54,7 @@ def _momentum(state: object, names: list[str]) -> dict:
 
 def _untrained(weights: object) -> bool:
     """Whether ``weights`` are the ones the set-up cell's `net` starts with (seed 0), before any training."""
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):  # leaves the notebook's RNG as it is
-        torch.manual_seed(0)
-        initial = Net().state_dict()
+    initial = seed0_net_state()
     return (
         isinstance(weights, dict)
         and weights.keys() == initial.keys()
