@@ -4,6 +4,7 @@
 - :mod:`lesson_utils.original`: the original, buggy ``Net``, kept to show its errors.
 - :mod:`lesson_utils.data`: ``OfflineShapes``, an offline CIFAR-shaped dataset, and the opt-in CIFAR-10.
 - :mod:`lesson_utils.env`: ``env_report``.
+- :mod:`lesson_utils.i18n`: ``set_language`` (English or Chinese messages and plot fonts) and ``_``.
 - :mod:`lesson_utils.reproducibility`: ``seed_everything``, the RNG state a resume needs, the data order.
 - :mod:`lesson_utils.training`: the training loop and ``accuracy``, on the model's device.
 - :mod:`lesson_utils.checkpoint`: atomic ``save_checkpoint`` and safe ``load_checkpoint``.
@@ -39,6 +40,7 @@ _HOMES = {
     "load_datasets": "lesson_utils.data",
     "env_report": "lesson_utils.env",
     "seed_everything": "lesson_utils.reproducibility",
+    "set_language": "lesson_utils.i18n",
 }
 
 __all__ = sorted(_HOMES)

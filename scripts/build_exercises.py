@@ -14,8 +14,11 @@ From that, this script writes
   "# Solutions · ", links one level up, and each marked region replaced by a placeholder that
   sets the question's variables the region assigns to ``None`` (``model = None  # your code
   here``; ``q3_answer = None  # "a", "b" or "c"`` for a multiple-choice question);
-- ``lesson_utils/exercises/solutions.json``: ``{qid: the region's code}``, what
-  ``ex.qK.solution()`` prints.
+- ``lesson_utils/exercises/solutions.json``: ``{language: {qid: the region's code}}``, what
+  ``ex.qK.solution()`` prints in the chosen language.
+
+The Chinese solution notebooks (``notebooks/zh/exercises/solutions/``, titled ``# 参考答案 · ``)
+generate the Chinese blank notebooks (``# 练习 · ``) and the ``zh_CN`` solutions the same way.
 
 A blank notebook whose cells do not change is left alone (outputs kept); one that changes is
 written with cleared outputs, so run ``scripts/execute_notebooks.py`` next (``make exercises``
@@ -49,8 +52,24 @@ class ExerciseError(Exception):
     """A solution notebook breaks the convention; the message names the notebook and the cell."""
 
 
+# What the generated blank notebooks say, per edition: the title's start in the solutions and in the
+# blank notebook, and the placeholder's comments.
+EDITIONS = {
+    "en": {"solutions": "# Solutions · ", "exercises": "# Exercises · ", "here": "your code here", "or": " or "},
+    "zh_CN": {"solutions": "# 参考答案 · ", "exercises": "# 练习 · ", "here": "在这里写你的代码", "or": " 或 "},
+}
+
+
 def solution_notebooks(root: Path) -> list[Path]:
-    return sorted((root / "notebooks" / "exercises" / "solutions").glob("*_solutions.ipynb"))
+    """The solution notebooks of both editions: notebooks/exercises/solutions/ and its twin under notebooks/zh/."""
+    return [
+        *sorted((root / "notebooks" / "exercises" / "solutions").glob("*_solutions.ipynb")),
+        *sorted((root / "notebooks" / "zh" / "exercises" / "solutions").glob("*_solutions.ipynb")),
+    ]
+
+
+def edition(solution: Path, root: Path) -> str:
+    return "zh_CN" if solution.relative_to(root / "notebooks").parts[0] == "zh" else "en"
 
 
 def blank_path(solution: Path) -> Path:
@@ -91,20 +110,21 @@ def assigned_names(code: str, where: str) -> set[str]:
     return names
 
 
-def placeholder(question: Question, code: str, where: str) -> str:
+def placeholder(question: Question, code: str, where: str, words: dict[str, str] = EDITIONS["en"]) -> str:
     """``a = b = None  # your code here`` for the question's names the answer assigns, in ``names`` order;
     a multiple-choice question's comment lists its options' letters instead."""
     names = [name for name in question.names if name in assigned_names(code, where)]
     if not names:
-        return "# your code here"
+        return "# " + words["here"]
     letters = [f'"{letter}"' for letter in OPTION.findall(question.prompt)]
-    comment = ", ".join(letters[:-1]) + " or " + letters[-1] if len(letters) > 1 else "your code here"
+    comment = ", ".join(letters[:-1]) + words["or"] + letters[-1] if len(letters) > 1 else words["here"]
     return " = ".join(names) + " = None  # " + comment
 
 
 def build_one(solution: Path, root: Path) -> tuple[nbformat.NotebookNode, dict[str, str]]:
     """The blank notebook generated from ``solution``, and its ``{qid: solution text}``."""
     notebook = nbformat.read(solution, as_version=4)
+    words = EDITIONS[edition(solution, root)]
     lesson = importlib.import_module(f"lesson_utils.exercises.lesson{solution.name[:2]}")
     blank = copy.deepcopy(notebook)
     blank.metadata.pop("widgets", None)  # widget state is an output of running it
@@ -130,11 +150,11 @@ def build_one(solution: Path, root: Path) -> tuple[nbformat.NotebookNode, dict[s
         before, region, after, indent = split_region(cell.source, where)
         code = textwrap.dedent("\n".join(region)).strip("\n")
         solutions[question.qid] = code
-        cell.source = "\n".join([*before, indent + placeholder(question, code, where), *after])
+        cell.source = "\n".join([*before, indent + placeholder(question, code, where, words), *after])
     first = next(cell for cell in blank.cells if cell.cell_type == "markdown")
-    if not first.source.startswith("# Solutions · "):
-        raise ExerciseError(f"{solution.relative_to(root)}: the first markdown cell must start `# Solutions · `")
-    first.source = first.source.replace("# Solutions · ", "# Exercises · ", 1).replace("](../../", "](../")
+    if not first.source.startswith(words["solutions"]):
+        raise ExerciseError(f"{solution.relative_to(root)}: the first markdown cell must start `{words['solutions']}`")
+    first.source = first.source.replace(words["solutions"], words["exercises"], 1).replace("](../../", "](../")
     missing = sorted({q.qid for q in vars(lesson).values() if isinstance(q, Question)} - set(solutions))
     if missing:
         raise ExerciseError(f"{solution.relative_to(root)}: no answer cell for {', '.join(missing)}")
@@ -143,10 +163,11 @@ def build_one(solution: Path, root: Path) -> tuple[nbformat.NotebookNode, dict[s
 
 def build(root: Path = ROOT) -> dict[Path, nbformat.NotebookNode | str]:
     """What the solution notebooks generate, by path: every blank notebook, and solutions.json's text."""
-    generated, solutions = {}, {}
+    generated: dict[Path, nbformat.NotebookNode | str] = {}
+    solutions: dict[str, dict[str, str]] = {language: {} for language in EDITIONS}
     for solution in solution_notebooks(root):
         generated[blank_path(solution)], found = build_one(solution, root)
-        solutions.update(found)
+        solutions[edition(solution, root)].update(found)
     generated[root / SOLUTIONS_JSON] = json.dumps(solutions, indent=2, ensure_ascii=False) + "\n"
     return generated
 

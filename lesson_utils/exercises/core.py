@@ -24,8 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lesson_utils.i18n import N_, _, language
+
 NOT_ATTEMPTED, INCORRECT, CORRECT = "not attempted", "incorrect", "correct"
 RESULTS: dict[str, Result] = {}
+NOT_THIS_ONE = N_("not this one: read the question again")  # a wrong choice without its own explanation
 
 
 class Incorrect(Exception):  # noqa: N818 - reads as the answer's status: raise Incorrect("...")
@@ -39,7 +42,9 @@ class Result:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.question}: {self.status.upper()}" + (f": {self.message}" if self.message else "")
+        status = {NOT_ATTEMPTED: N_("NOT ATTEMPTED"), INCORRECT: N_("INCORRECT"), CORRECT: N_("CORRECT")}
+        shown = _(status.get(self.status, self.status.upper()))
+        return f"{self.question}: {shown}" + (f": {self.message}" if self.message else "")
 
 
 class Question:
@@ -63,20 +68,23 @@ class Question:
         values = {name: namespace.get(name) for name in self.names}
         if any(value is None for value in values.values()):
             missing = ", ".join(f"`{n}`" for n, v in values.items() if v is None)
-            message = f"set {missing} (still None), then run check() again"
-            if not self.none_message:  # the usual way a real attempt leaves None behind
-                message += (
+            message = _("set {names} (still None), then run check() again").format(names=missing)
+            if self.none_message:
+                message += ". " + _(self.none_message)
+            else:  # the usual way a real attempt leaves None behind
+                message += _(
                     " (torch.save, load_state_dict and optimizer.load_state_dict return None: "
                     "call them on a line of their own, not as `x = ...`)"
                 )
-            result = Result(self.qid, NOT_ATTEMPTED, message + (f". {self.none_message}" if self.none_message else ""))
+            result = Result(self.qid, NOT_ATTEMPTED, message)
         else:
             try:
                 result = Result(self.qid, CORRECT, self.checker(**values))
             except Incorrect as wrong:
                 result = Result(self.qid, INCORRECT, str(wrong))
             except Exception as error:  # the student's object broke the checker: say so, do not crash
-                result = Result(self.qid, INCORRECT, f"checking your answer raised {type(error).__name__}: {error}")
+                message = _("checking your answer raised {error_type}: {error}")
+                result = Result(self.qid, INCORRECT, message.format(error_type=type(error).__name__, error=error))
         RESULTS[self.qid] = result
         return result
 
@@ -85,11 +93,11 @@ class Question:
         print(self.evaluate(sys._getframe(1).f_globals))
 
     def hint(self) -> None:
-        print(f"Hint for {self.qid}: {self._hint}")
+        print(_("Hint for {qid}: {hint}").format(qid=self.qid, hint=_(self._hint)))
 
     def solution(self) -> None:
         """Print the worked answer: the solution notebook's marked region (``make exercises`` copies it)."""
-        print(f"A solution for {self.qid}:\n{solution_text(self.qid)}")
+        print(_("A solution for {qid}:").format(qid=self.qid) + "\n" + solution_text(self.qid))
 
 
 def require_same_tensors(
@@ -157,16 +165,18 @@ def require_same_tensors(
 
 
 def solution_text(qid: str) -> str:
-    """The worked answer to ``qid``, from ``solutions.json`` (generated from the solution notebooks).
+    """The worked answer to ``qid`` in the chosen language, from ``solutions.json`` (generated from
+    the solution notebooks of both editions).
 
     Example:
         >>> print(solution_text("lesson01.q3"))
         q3_answer = "b"
     """
-    solutions = json.loads(Path(__file__).with_name("solutions.json").read_text(encoding="utf-8"))
-    if qid not in solutions:
-        raise KeyError(f"no worked solution for {qid} in solutions.json: run `make exercises`")
-    return solutions[qid]
+    editions = json.loads(Path(__file__).with_name("solutions.json").read_text(encoding="utf-8"))
+    for edition in (language(), "en"):  # the Chinese solution notebooks' comments are in Chinese
+        if qid in editions.get(edition, {}):
+            return editions[edition][qid]
+    raise KeyError(f"no worked solution for {qid} in solutions.json: run `make exercises`")
 
 
 def results_json() -> str:
@@ -193,10 +203,11 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
     def checker(**answer: object) -> str:
         value = str(answer[name]).strip().lower()
         if value not in options:
-            raise Incorrect(f"answer with one letter of {sorted(options)}, e.g. {name} = {sorted(options)[0]!r}")
+            message = _("answer with one letter of {letters}, e.g. {name} = {example}")
+            raise Incorrect(message.format(letters=sorted(options), name=name, example=repr(sorted(options)[0])))
         if value != correct:
-            raise Incorrect(why.get(value, "not this one: read the question again"))
-        return f"{correct}) {options[correct]}"
+            raise Incorrect(_(why.get(value, NOT_THIS_ONE)))
+        return f"{correct}) {_(options[correct])}"
 
     return Question(qid, text, checker, names=[name], hint=hint)
 
