@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab check test lint format notebooks exercises timings browser sandbox release-check clean
+.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings browser sandbox release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -13,6 +13,18 @@ setup:  ## create .venv and install the pinned dependencies (skipped when up to 
 lab: setup  ## open the walkthrough in JupyterLab on 127.0.0.1, with a token
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
 		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb $(ROOT_FLAG) $(LAB_ARGS)
+
+# The Chinese edition: JupyterLab's own interface in Chinese (the pinned language pack), chosen in a
+# settings folder of its own under build/, so `make lab` stays English.
+ZH_SETTINGS := build/lab-zh/settings/@jupyterlab/translation-extension
+
+lab-zh: setup  ## 中文版: JupyterLab in Chinese, opened on notebooks/zh/00_start_here.ipynb
+	@mkdir -p "$(ZH_SETTINGS)" build/lab-zh/workspaces
+	@echo '{"locale": "zh_CN"}' > "$(ZH_SETTINGS)/plugin.jupyterlab-settings"
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.user_settings_dir="$(CURDIR)/build/lab-zh/settings" \
+		--LabApp.workspaces_dir="$(CURDIR)/build/lab-zh/workspaces" \
+		--LabApp.default_url=/lab/tree/notebooks/zh/00_start_here.ipynb $(ROOT_FLAG) $(LAB_ARGS)
 
 check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no notebooks, browser or torchrun)
 	$(BIN)/ruff check .
@@ -33,7 +45,11 @@ notebooks: setup  ## re-execute every notebook in place to regenerate its stored
 
 exercises: setup  ## regenerate the blank exercise notebooks and solutions.json from the solution notebooks, then execute them
 	$(BIN)/python scripts/build_exercises.py
-	$(BIN)/python scripts/execute_notebooks.py notebooks/exercises/0*.ipynb notebooks/exercises/solutions/*.ipynb
+	$(BIN)/python scripts/execute_notebooks.py notebooks/exercises/0*.ipynb notebooks/exercises/solutions/*.ipynb \
+		notebooks/zh/exercises/0*.ipynb notebooks/zh/exercises/solutions/*.ipynb
+
+translations: setup  ## extract the _() messages into the .po catalogs (lesson_utils/locale) and compile them
+	$(BIN)/python scripts/translations.py
 
 timings: setup  ## run every notebook in a fresh kernel and print a table of seconds (a measurement, not a test)
 	$(BIN)/python scripts/execute_notebooks.py --time $(NOTEBOOKS)

@@ -62,10 +62,10 @@ def po_path(language: str, domain: str) -> Path:
 def placeholders(text: str) -> list[tuple[str, str, str]] | None:
     """The ``{field!conversion:spec}`` fields of a ``str.format`` text, sorted; None if it is malformed."""
     try:
-        fields = [(name, conv or "", spec or "") for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
+        parsed = list(string.Formatter().parse(text))
     except ValueError:
         return None
-    return sorted(fields)
+    return sorted((name, conv or "", spec or "") for _, name, spec, conv in parsed if name is not None)
 
 
 def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
@@ -87,7 +87,7 @@ def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
             entry = catalog.get(message.id)
             location = ":".join(map(str, message.locations[0]))
             if entry is None:
-                found.append(f"{where}: no entry for {message.id!r} ({location}): run `make translations`, translate it")
+                found.append(f"{where}: no entry for {message.id!r} ({location}): run `make translations`")
             elif not entry.string:
                 found.append(f"{where}: {message.id!r} ({location}) has no translation")
             elif entry.fuzzy:
@@ -96,7 +96,7 @@ def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
                 found.append(f"{where}: the translation of {message.id!r} has other {{placeholders}}: {entry.string!r}")
         stale = [m.id for m in catalog if m.id and m.id not in template]
         if stale:
-            found.append(f"{where}: {len(stale)} entries no longer in the code (e.g. {stale[0]!r}): run `make translations`")
+            found.append(f"{where}: {len(stale)} entries not in the code (e.g. {stale[0]!r}): run `make translations`")
         mo = po.with_suffix(".mo")
         compiled = {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy}
         if not mo.is_file():

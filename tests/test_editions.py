@@ -22,9 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 ZH = NOTEBOOKS / "zh"
-ENGLISH = sorted(
-    p for p in NOTEBOOKS.rglob("*.ipynb") if ZH not in p.parents and ".ipynb_checkpoints" not in p.parts
-)
+ENGLISH = sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ZH not in p.parents and ".ipynb_checkpoints" not in p.parts)
 CHINESE = sorted(p for p in ZH.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 IDS = [str(p.relative_to(NOTEBOOKS)) for p in ENGLISH]
 SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -101,7 +99,7 @@ def test_every_english_notebook_has_a_chinese_twin_with_the_same_code(english: P
             f"strings aside):\n--- English\n{en.source}\n--- Chinese\n{zh.source}"
         )
         en_tags, zh_tags = sorted(en.metadata.get("tags", [])), sorted(zh.metadata.get("tags", []))
-        assert zh_tags == en_tags, f"code cell {number} of {chinese.relative_to(ROOT)} has tags {zh_tags}, not {en_tags}"
+        assert zh_tags == en_tags, f"code cell {number} of {chinese.relative_to(ROOT)}: tags {zh_tags}, not {en_tags}"
 
 
 def untranslated_markdown(path: Path) -> list[str]:

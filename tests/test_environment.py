@@ -15,7 +15,7 @@ def pip_pins() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = {}
     for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
-        name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9.]+)", requirement).groups()
+        name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][0-9a-z.]*)", requirement).groups()
         pins[name.lower()] = version
     return pins
 

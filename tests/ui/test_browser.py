@@ -3,7 +3,10 @@
 nbval proves what the kernel prints; this proves what a student sees: the notebook opens,
 "Restart Kernel and Run All Cells" finishes with no error except in cells tagged to raise,
 and each widget answers when it is changed (a round trip through the kernel). A screenshot
-of each notebook is kept under build/screenshots/.
+of each notebook is kept under build/screenshots/ (the Chinese edition's under zh-*.png).
+
+Both editions run: the English notebooks in an English JupyterLab, the Chinese ones
+(notebooks/zh/) in a JupyterLab whose interface is Chinese, as `make lab-zh` opens it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))  # 00_start_here and the lessons
+# 00_start_here and the lessons, in both editions: "01_weights_state_dict.ipynb", "zh/01_weights_state_dict.ipynb"
+LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = LESSONS + [f"zh/{name}" for name in LESSONS]
 
 if not CHROMIUM.exists():
     reason = f"{CHROMIUM} is missing: install it with `make browser` (apt-get install -y chromium)"
@@ -38,6 +43,16 @@ pytestmark = pytest.mark.slow  # a server and a browser: left out of `make check
 def lab(tmp_path_factory, free_port, start_server):
     """A JupyterLab server on a free loopback port, serving a copy of notebooks/ (so autosave
     can never overwrite the stored outputs), with a random token and a temporary HOME."""
+    yield from serve(tmp_path_factory, free_port, start_server, locale=None)
+
+
+@pytest.fixture(scope="module")
+def lab_zh(tmp_path_factory, free_port, start_server):
+    """The same, with JupyterLab's interface in Chinese (the language pack, as `make lab-zh` sets it)."""
+    yield from serve(tmp_path_factory, free_port, start_server, locale="zh_CN")
+
+
+def serve(tmp_path_factory, free_port, start_server, locale):
     home = tmp_path_factory.mktemp("home")
     root = tmp_path_factory.mktemp("served")
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
@@ -58,6 +73,9 @@ def lab(tmp_path_factory, free_port, start_server):
     (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     (settings / "apputils-extension").mkdir(parents=True)
     (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    if locale:
+        (settings / "translation-extension").mkdir(parents=True)
+        (settings / "translation-extension" / "plugin.jupyterlab-settings").write_text(json.dumps({"locale": locale}))
     command = [
         sys.executable,
         "-m",
@@ -115,7 +133,7 @@ CELL_REPORT = """() => {
 
 def run_all(page: Page, url: str, token: str, name: str) -> list[dict]:
     # A workspace of its own, so the tabs of the notebooks tested before are not restored.
-    workspace = name.removesuffix(".ipynb")
+    workspace = name.removesuffix(".ipynb").replace("/", "-")
     page.goto(f"{url}/lab/workspaces/{workspace}/tree/notebooks/{name}?token={token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function(
@@ -140,13 +158,39 @@ def run_all(page: Page, url: str, token: str, name: str) -> list[dict]:
     return page.evaluate(CELL_REPORT)["cells"]
 
 
-def change_explorer(page: Page) -> None:
+# What a student sees in each edition: JupyterLab's first menu, and each widget's words (the
+# explorer's come from lesson_utils' catalogs, the others from the notebooks' own print calls).
+TEXTS = {
+    "en": {
+        "menu": "File",
+        "explored": "classifier.0.bias: shape (4096,)",
+        "resume_waiting": "crash after epoch",
+        "resume": "resume",
+        "resumed": "crash after epoch 2: full checkpoint bit-identical: True",
+        "train": "train",
+        "transfer_waiting": "transferred:",
+        "transferred": "transferred: ['conv2', 'fc1', 'fc2'] -> 6 tensors",
+    },
+    "zh": {
+        "menu": "文件",
+        "explored": "classifier.0.bias: shape (4096,)",
+        "resume_waiting": "轮后崩溃：",
+        "resume": "断点续训",
+        "resumed": "第 2 轮后崩溃：用完整断点恢复，逐位一致：True",
+        "train": "训练",
+        "transfer_waiting": "已迁移：",
+        "transferred": "已迁移：['conv2', 'fc1', 'fc2'] -> 加载了 6 个张量",
+    },
+}
+
+
+def change_explorer(page: Page, texts: dict[str, str]) -> None:
     """01: choose another key in the state_dict explorer; the kernel sends back its summary."""
     select = page.locator(".widget-dropdown select").first
     select.scroll_into_view_if_needed()
     expect(page.locator(".widget-html").first).to_contain_text("features.0.weight", timeout=30_000)
     select.select_option("classifier.0.bias")
-    expect(page.locator(".widget-html").first).to_contain_text("classifier.0.bias: shape (4096,)", timeout=30_000)
+    expect(page.locator(".widget-html").first).to_contain_text(texts["explored"], timeout=30_000)
 
 
 def waiting_interact(page: Page, result_text: str) -> tuple[Locator, Locator]:
@@ -158,22 +202,22 @@ def waiting_interact(page: Page, result_text: str) -> tuple[Locator, Locator]:
     return widget, output
 
 
-def change_resume_slider(page: Page) -> None:
+def change_resume_slider(page: Page, texts: dict[str, str]) -> None:
     """03: move the "crash after" slider, press "resume"; the kernel resumes and re-plots."""
-    widget, output = waiting_interact(page, "crash after epoch")
+    widget, output = waiting_interact(page, texts["resume_waiting"])
     widget.locator(".widget-slider .noUi-handle").first.focus()
     page.keyboard.press("ArrowRight")  # 1 -> 2
-    widget.locator("button", has_text="resume").click()
-    expect(output).to_contain_text("crash after epoch 2: full checkpoint bit-identical: True", timeout=60_000)
+    widget.locator("button", has_text=texts["resume"]).click()
+    expect(output).to_contain_text(texts["resumed"], timeout=60_000)
     expect(output.locator("img")).to_have_count(1, timeout=30_000)
 
 
-def untick_conv1(page: Page) -> None:
+def untick_conv1(page: Page, texts: dict[str, str]) -> None:
     """04: untick "conv1", press "train"; the kernel reloads, retrains and reports."""
-    widget, output = waiting_interact(page, "transferred:")
+    widget, output = waiting_interact(page, texts["transfer_waiting"])
     widget.locator(".widget-checkbox input").first.click()
-    widget.locator("button", has_text="train").click()
-    expect(output).to_contain_text("transferred: ['conv2', 'fc1', 'fc2'] -> 6 tensors", timeout=60_000)
+    widget.locator("button", has_text=texts["train"]).click()
+    expect(output).to_contain_text(texts["transferred"], timeout=60_000)
 
 
 WIDGETS = {
@@ -184,8 +228,10 @@ WIDGETS = {
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_jupyterlab_and_its_widgets_respond(lab, browser, name):
-    url, token = lab
+def test_notebook_runs_in_jupyterlab_and_its_widgets_respond(request, browser, name):
+    edition = "zh" if name.startswith("zh/") else "en"
+    url, token = request.getfixturevalue("lab_zh" if edition == "zh" else "lab")
+    texts = TEXTS[edition]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         cells = run_all(page, url, token, name)
@@ -201,11 +247,14 @@ def test_notebook_runs_in_jupyterlab_and_its_widgets_respond(lab, browser, name)
         assert raised == expected, f"{name}: cells tagged to raise {expected}, cells that raised {raised}"
         stderr = [cell["index"] for cell in cells for out in cell["outputs"] if out["name"] == "stderr"]
         assert not stderr, f"{name}: cells wrote to stderr (warnings?): {stderr}"
-        if name in WIDGETS:
-            WIDGETS[name](page)
+        # The interface speaks the edition's language (the Chinese one through the language pack).
+        expect(page.locator(".lm-MenuBar-itemLabel").first).to_have_text(texts["menu"])
+        lesson = name.removeprefix("zh/")
+        if lesson in WIDGETS:
+            WIDGETS[lesson](page, texts)
     finally:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", ".png")))
+        page.screenshot(path=str(SCREENSHOTS / name.replace("zh/", "zh-").replace(".ipynb", ".png")))
         page.close()
         shut_down_kernels(url, token)
 
@@ -220,4 +269,4 @@ def shut_down_kernels(url: str, token: str) -> None:
 
 
 def test_every_lesson_with_a_widget_is_exercised():
-    assert set(WIDGETS) <= set(NOTEBOOKS), "WIDGETS names a notebook that does not exist"
+    assert set(WIDGETS) <= set(LESSONS), "WIDGETS names a notebook that does not exist"

@@ -1,0 +1,130 @@
+"""lesson_utils.i18n: English by default, Chinese when a notebook asks, complete catalogs, CJK plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from lesson_utils import i18n
+from lesson_utils.exercises import lesson01
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("translations", ROOT / "scripts" / "translations.py")
+translations = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(translations)
+
+
+@pytest.fixture(autouse=True)
+def english_afterwards():
+    """Every test leaves the process in English, the default the other tests expect."""
+    yield
+    i18n.set_language("en")
+
+
+def test_every_message_has_a_complete_compiled_chinese_translation():
+    problems = translations.problems("zh_CN")
+    assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} in all; see scripts/translations.py)"
+
+
+def test_placeholders_are_compared_field_by_field():
+    assert translations.placeholders("{key} has shape {found!r:>4}") == [("found", "r", ">4"), ("key", "", "")]
+    assert translations.placeholders("{key} 的形状") != translations.placeholders("{key} has shape {found}")
+    assert translations.placeholders("a stray { brace") is None  # a translation that would crash .format
+
+
+def test_english_is_the_default_and_chinese_is_chosen_explicitly(capsys):
+    assert i18n.language() == "en"
+    lesson01.q1.check()
+    english = capsys.readouterr().out
+    assert english.startswith("lesson01.q1: NOT ATTEMPTED: set `net`, `weights_path` (still None)")
+    i18n.set_language("zh")  # the short name works too
+    assert i18n.language() == "zh_CN" and os.environ["LESSON_LANGUAGE"] == "zh_CN"
+    lesson01.q1.check()
+    lesson01.q1.hint()
+    chinese = capsys.readouterr().out
+    assert chinese.startswith("lesson01.q1: 未作答: 请给 `net`, `weights_path` 赋值")
+    assert "的提示：" in chinese and "still None" not in chinese
+    i18n.set_language("en")
+    lesson01.q1.check()
+    assert capsys.readouterr().out == english
+
+
+def test_an_unknown_language_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown language 'fr': choose one of 'en' \(English\), 'zh_CN'"):
+        i18n.set_language("fr")
+    assert i18n.language() == "en"
+
+
+def test_a_missing_catalog_says_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="run `make translations`"):
+        i18n.set_language("zh_CN")
+    assert i18n.language() == "en"
+
+
+def child(code: str, language: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LESSON_LANGUAGE": language}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_child_process_speaks_the_language_of_the_notebook_that_started_it():
+    code = "from lesson_utils.i18n import _, language; print(language(), _('CORRECT'))"
+    assert child(code, "zh_CN").stdout.split() == ["zh_CN", "正确"]
+    wrong = child(code, "klingon")
+    assert wrong.stdout.split() == ["en", "CORRECT"] and "LESSON_LANGUAGE: unknown language 'klingon'" in wrong.stderr
+
+
+def draw(text: str) -> list[str]:
+    """The warnings matplotlib gives while drawing ``text`` as a title, a label and a legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", append=True)  # after any filter the code under test added
+        figure, axes = plt.subplots()
+        axes.plot([0, 1], label=text)
+        axes.set_title(text)
+        axes.set_xlabel(text)
+        axes.legend()
+        figure.canvas.draw()
+        plt.close(figure)
+    return [str(w.message) for w in caught]
+
+
+def cjk_font_installed() -> bool:
+    from matplotlib import font_manager
+
+    return any(font.name in i18n.CJK_FONTS for font in font_manager.fontManager.ttflist)
+
+
+@pytest.mark.skipif(
+    not cjk_font_installed() and not os.environ.get("CI"), reason="no CJK font (make browser installs one)"
+)
+def test_chinese_plots_draw_with_a_cjk_font_and_no_missing_glyphs():
+    import matplotlib
+
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()  # an earlier set_language("zh_CN") in this process chose the font already
+        assert draw("损失 loss −1"), "the test cannot fail: the default font has the Chinese glyphs"
+        i18n.set_language("zh_CN")
+        assert matplotlib.rcParams["font.family"][1] in i18n.CJK_FONTS
+        assert draw("损失 loss −1") == []
+
+
+def test_without_a_cjk_font_one_line_says_so_and_no_glyph_warnings(monkeypatch, capsys):
+    import matplotlib
+
+    monkeypatch.setattr(i18n, "CJK_FONTS", ("No Such Font SC",))
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        assert i18n.use_cjk_font() is None
+        said = capsys.readouterr().out
+        assert said.count("\n") == 1 and "fonts-noto-cjk" in said
+        assert draw("损失") == []
