@@ -30,9 +30,11 @@ check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest lesson_utils tests -m "not slow" $(PYTEST_ARGS)
 
-test: setup browser sandbox  ## ruff, unit tests, doctests, strict nbval on every notebook, browser tests
+# Two workers (pytest-xdist); --dist loadfile keeps each file on one worker: a notebook's cells share
+# one kernel, and a test module its module-scoped fixtures (the browser tests' JupyterLab servers).
+test: setup browser sandbox  ## ruff, unit tests, doctests, strict nbval on every notebook (both editions), browser tests
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: setup  ## ruff check (code and notebooks)
 	$(BIN)/ruff check .

@@ -67,11 +67,15 @@ def _version() -> str:
         import tomllib
         from pathlib import Path
 
+        from lesson_utils.i18n import _
+
         pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
         if not pyproject.is_file():
             raise PackageNotFoundError(
-                f"lesson-utils is not installed and no pyproject.toml was found at {pyproject}: "
-                "install the collection with `make setup` (or `pip install -e .` in its folder)"
+                _(
+                    "lesson-utils is not installed and no pyproject.toml was found at {path}: "
+                    "install the collection with `make setup` (or `pip install -e .` in its folder)"
+                ).format(path=pyproject)
             ) from None
         return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
 

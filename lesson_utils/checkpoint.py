@@ -42,6 +42,8 @@ import torch
 import xxhash
 from torch.utils.serialization import config
 
+from lesson_utils.i18n import _
+
 NAME_PATTERN = re.compile(r"^ckpt_(\d+)\.pt$")
 # ".ckpt_00000003.pt.tmp-<host>-<pid>": where a save writes before the rename
 TEMPORARY_PATTERN = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
@@ -87,8 +89,8 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt_{step:08d}.pt"
 
 
-def _first_unloadable(value: Any, where: str) -> str | None:
-    """Where in ``value`` sits something ``weights_only=True`` cannot read, or None."""
+def _first_unloadable(value: Any, where: str) -> tuple[str, str] | None:
+    """Where in ``value`` sits something ``weights_only=True`` cannot read, and its type; or None."""
     if isinstance(value, TENSOR_TYPES) or type(value) in SCALAR_TYPES:
         return None
     if isinstance(value, Mapping):
@@ -103,7 +105,7 @@ def _first_unloadable(value: Any, where: str) -> str | None:
             if found:
                 return found
         return None
-    return f"{where} is a {type(value).__module__}.{type(value).__qualname__}"
+    return where, f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def _leaves(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
@@ -183,21 +185,31 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
     """
     path = Path(path)
     if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"save_checkpoint expects a dict of named entries, got a {type(checkpoint).__name__}")
+        raise TypeError(
+            _("save_checkpoint expects a dict of named entries, got a {type}").format(type=type(checkpoint).__name__)
+        )
     problem = _first_unloadable(checkpoint, "checkpoint")
     if problem:
         raise TypeError(
-            f"{problem}, which torch.load(weights_only=True) refuses to read back. "
-            "Store tensors and plain python values only, e.g. float(loss) or loss.item() for a numpy number."
+            _(
+                "{where} is a {type}, which torch.load(weights_only=True) refuses to read back. "
+                "Store tensors and plain python values only, e.g. float(loss) or loss.item() for a numpy number."
+            ).format(where=problem[0], type=problem[1])
         )
     if INTEGRITY_KEY in checkpoint:
-        raise ValueError(f"the key {INTEGRITY_KEY!r} is save_checkpoint's own: rename that entry")
+        raise ValueError(_("the key {key} is save_checkpoint's own: rename that entry").format(key=repr(INTEGRITY_KEY)))
     if keep_last is not None and (keep_last < 1 or not NAME_PATTERN.match(path.name)):
         raise ValueError(
-            f"keep_last needs keep_last >= 1 and a file named like {checkpoint_name(7)!r}, got {path.name!r}"
+            _("keep_last needs keep_last >= 1 and a file named like {example}, got {name}").format(
+                example=repr(checkpoint_name(7)), name=repr(path.name)
+            )
         )
     if not path.parent.is_dir():
-        raise CheckpointNotFoundError(f"Cannot save {path}: the folder {path.parent} does not exist. Create it first.")
+        raise CheckpointNotFoundError(
+            _("Cannot save {path}: the folder {folder} does not exist. Create it first.").format(
+                path=path, folder=path.parent
+            )
+        )
 
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     remove_stale_temporaries(path.parent)  # left by saves that were killed mid-write
@@ -243,7 +255,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointNotFoundError(f"Checkpoint folder {folder} does not exist. Check the path.")
+        raise CheckpointNotFoundError(
+            _("Checkpoint folder {folder} does not exist. Check the path.").format(folder=folder)
+        )
     host, removed = socket.gethostname(), []
     for candidate in folder.iterdir():
         match = TEMPORARY_PATTERN.match(candidate.name)
@@ -284,7 +298,9 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointNotFoundError(
-            f"Checkpoint folder {folder} does not exist. Check the path, or create the folder to start fresh."
+            _("Checkpoint folder {folder} does not exist. Check the path, or create the folder to start fresh.").format(
+                folder=folder
+            )
         )
     found = _numbered_checkpoints(folder)
     return found[-1] if found else None
@@ -303,13 +319,17 @@ def _verify_crc32(path: Path) -> None:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise CorruptCheckpointError(
-            f"{path} is truncated or corrupt (not a complete zip archive: {error}). "
-            "Load the previous checkpoint (latest_checkpoint) or retrain."
+            _(
+                "{path} is truncated or corrupt (not a complete zip archive: {error}). "
+                "Load the previous checkpoint (latest_checkpoint) or retrain."
+            ).format(path=path, error=error)
         ) from error
     if bad is not None:
         raise CorruptCheckpointError(
-            f"{path} is truncated or corrupt: record {bad!r} does not match the CRC32 stored when it was saved. "
-            "Load the previous checkpoint (latest_checkpoint) or retrain."
+            _(
+                "{path} is truncated or corrupt: record {record} does not match the CRC32 stored when it was saved. "
+                "Load the previous checkpoint (latest_checkpoint) or retrain."
+            ).format(path=path, record=repr(bad))
         )
 
 
@@ -333,9 +353,13 @@ def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointNotFoundError(f"No checkpoint at {path}: the file does not exist. Check the path.")
+        raise CheckpointNotFoundError(
+            _("No checkpoint at {path}: the file does not exist. Check the path.").format(path=path)
+        )
     if not zipfile.is_zipfile(path):
-        raise NotACheckpointError(f"{path} is not a zip archive, so not a file written by torch.save (>= 1.6)")
+        raise NotACheckpointError(
+            _("{path} is not a zip archive, so not a file written by torch.save (>= 1.6)").format(path=path)
+        )
     spans = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
         for info in archive.infolist():
@@ -344,7 +368,9 @@ def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
             f.seek(info.header_offset)
             header = f.read(30)
             if header[:4] != b"PK\x03\x04":
-                raise CorruptCheckpointError(f"{path}: record {info.filename!r} has no local zip header")
+                raise CorruptCheckpointError(
+                    _("{path}: record {record} has no local zip header").format(path=path, record=repr(info.filename))
+                )
             name_length, extra_length = struct.unpack("<HH", header[26:30])
             start = info.header_offset + 30 + name_length + extra_length
             spans[info.filename] = (start, start + info.compress_size)
@@ -354,17 +380,23 @@ def tensor_record_spans(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
 def _verify_digests(path: Path, checkpoint: dict[str, Any], recorded: Any) -> None:
     """Compare the loaded content with the hashes save_checkpoint stored; name what differs."""
     if not (isinstance(recorded, dict) and recorded.get("algorithm") == "xxh3_64"):
-        raise CorruptCheckpointError(f"{path}: its {INTEGRITY_KEY!r} entry is not one save_checkpoint writes.")
+        raise CorruptCheckpointError(
+            _("{path}: its {key} entry is not one save_checkpoint writes.").format(path=path, key=repr(INTEGRITY_KEY))
+        )
     found = content_digests(checkpoint)
     differ = sorted(set(recorded.get("tensors", {}).items()) ^ set(found["tensors"].items()))
     places = sorted({where for where, _ in differ})
     if found["values"] != recorded.get("values"):
-        places.append("its plain values (epoch, loss, ...)")
+        places.append(_("its plain values (epoch, loss, ...)"))
     if places:
-        shown = ", ".join(places[:5]) + (f" and {len(places) - 5} more" if len(places) > 5 else "")
+        shown = ", ".join(places[:5])
+        if len(places) > 5:
+            shown = _("{places} and {count} more").format(places=shown, count=len(places) - 5)
         raise CorruptCheckpointError(
-            f"{path} is corrupt: {shown} no longer match(es) the content hash stored when it was saved. "
-            "Load the previous checkpoint (latest_checkpoint) or retrain."
+            _(
+                "{path} is corrupt: {places} no longer match(es) the content hash stored when it was saved. "
+                "Load the previous checkpoint (latest_checkpoint) or retrain."
+            ).format(path=path, places=shown)
         )
 
 
@@ -395,23 +427,29 @@ def load_checkpoint(
     path = Path(path)
     if path.is_dir():
         raise CheckpointNotFoundError(
-            f"{path} is a folder, not a checkpoint file. Use latest_checkpoint({str(path)!r})."
+            _("{path} is a folder, not a checkpoint file. Use latest_checkpoint({folder}).").format(
+                path=path, folder=repr(str(path))
+            )
         )
     if not path.is_file():
         raise CheckpointNotFoundError(
-            f"No checkpoint at {path}: the file does not exist. Check the path and the folder."
+            _("No checkpoint at {path}: the file does not exist. Check the path and the folder.").format(path=path)
         )
     with open(path, "rb") as f:
         head = f.read(4)
     if not head:
         raise CorruptCheckpointError(
-            f"{path} is empty (0 bytes): the save was interrupted or never happened. "
-            "Load the previous checkpoint (latest_checkpoint) or retrain."
+            _(
+                "{path} is empty (0 bytes): the save was interrupted or never happened. "
+                "Load the previous checkpoint (latest_checkpoint) or retrain."
+            ).format(path=path)
         )
     if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         raise NotACheckpointError(
-            f"{path} is not a file written by torch.save (it starts with {head!r}, "
-            "expected a zip archive b'PK\\x03\\x04'). Check that the path points at a checkpoint."
+            _(
+                "{path} is not a file written by torch.save (it starts with {head}, "
+                "expected a zip archive b'PK\\x03\\x04'). Check that the path points at a checkpoint."
+            ).format(path=path, head=repr(head))
         )
     if head.startswith(b"PK") and verify:
         _verify_crc32(path)
@@ -422,23 +460,31 @@ def load_checkpoint(
             reason = str(error).split("Please file an issue")[0].strip().splitlines()
             detail = next((line for line in reason if "Unsupported" in line or "global" in line.lower()), reason[-1])
             raise UnsafeCheckpointError(
-                f"{path} refuses to load with weights_only=True: it holds objects that would run code "
-                f"when unpickled ({detail.strip()}). Nothing in it was executed. If you did not make this file, "
-                "delete it. If you made it yourself and trust it, see "
-                "torch.serialization.get_unsafe_globals_in_checkpoint and torch.serialization.safe_globals."
+                _(
+                    "{path} refuses to load with weights_only=True: it holds objects that would run code "
+                    "when unpickled ({detail}). Nothing in it was executed. If you did not make this file, "
+                    "delete it. If you made it yourself and trust it, see "
+                    "torch.serialization.get_unsafe_globals_in_checkpoint and torch.serialization.safe_globals."
+                ).format(path=path, detail=detail.strip())
             ) from error
         raise CorruptCheckpointError(
-            f"{path} is damaged and cannot be unpickled ({error}). Load an earlier checkpoint."
+            _("{path} is damaged and cannot be unpickled ({error}). Load an earlier checkpoint.").format(
+                path=path, error=error
+            )
         ) from error
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise CorruptCheckpointError(
-            f"{path} is truncated or corrupt ({str(error).splitlines()[0]}). "
-            "Load the previous checkpoint (latest_checkpoint) or retrain."
+            _(
+                "{path} is truncated or corrupt ({error}). Load the previous checkpoint (latest_checkpoint) or retrain."
+            ).format(path=path, error=str(error).splitlines()[0])
         ) from error
     if not isinstance(checkpoint, dict):
+        # "{{" in a message: str.format writes one "{" (the example dict literal).
         raise NotACheckpointError(
-            f"{path} holds a {type(checkpoint).__name__}, not a dict of named entries. "
-            "Expected a file saved with torch.save({'model_state_dict': ..., ...}, path)."
+            _(
+                "{path} holds a {type}, not a dict of named entries. "
+                "Expected a file saved with torch.save({{'model_state_dict': ..., ...}}, path)."
+            ).format(path=path, type=type(checkpoint).__name__)
         )
     recorded = checkpoint.pop(INTEGRITY_KEY, None)
     if verify and recorded is not None:
@@ -447,10 +493,12 @@ def load_checkpoint(
     if missing:
         keys = list(checkpoint)
         shown = ", ".join(map(repr, keys[:6])) + (", ..." if len(keys) > 6 else "")
-        hint = (
-            " It looks like a bare state_dict: load it with model.load_state_dict(torch.load(path, weights_only=True))."
-            if keys and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
-            else ""
-        )
-        raise IncompleteCheckpointError(f"{path} lacks {', '.join(map(repr, missing))}; it has [{shown}].{hint}")
+        if keys and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            message = _(
+                "{path} lacks {missing}; it has [{keys}]. It looks like a bare state_dict: "
+                "load it with model.load_state_dict(torch.load(path, weights_only=True))."
+            )
+        else:
+            message = _("{path} lacks {missing}; it has [{keys}].")
+        raise IncompleteCheckpointError(message.format(path=path, missing=", ".join(map(repr, missing)), keys=shown))
     return checkpoint

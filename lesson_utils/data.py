@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from lesson_utils.i18n import _
+
 DATA_ENV = "LESSON_DATA"
 CIFAR10_DIR_ENV = "LESSON_CIFAR10_DIR"
 
@@ -133,10 +135,13 @@ def load_datasets(n_train: int = 2000, n_test: int = 500, seed: int = 0) -> tupl
     """
     if os.environ.get(DATA_ENV, "") == "cifar10":
         if not cifar10_on_disk():
+            # Every translation keeps "expected cifar-10-batches-py/ there": lesson 00 checks for it.
             raise FileNotFoundError(
-                f"{DATA_ENV}=cifar10 but no CIFAR-10 under {cifar10_dir()} "
-                f"(expected cifar-10-batches-py/ there). Put it there, set {CIFAR10_DIR_ENV}, "
-                f"or unset {DATA_ENV} to use the offline OfflineShapes dataset."
+                _(
+                    "{data_env}=cifar10 but no CIFAR-10 under {folder} "
+                    "(expected cifar-10-batches-py/ there). Put it there, set {dir_env}, "
+                    "or unset {data_env} to use the offline OfflineShapes dataset."
+                ).format(data_env=DATA_ENV, folder=cifar10_dir(), dir_env=CIFAR10_DIR_ENV)
             )
         import torchvision.transforms as T
         from torchvision.datasets import CIFAR10

@@ -37,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from lesson_utils.i18n import _  # a worker speaks the notebook's language (LESSON_LANGUAGE)
 from lesson_utils.processes import run, write_result
 
 
@@ -80,7 +81,7 @@ def full_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, rank: int, steps: int) -> None:
     generator = torch.Generator().manual_seed(100 + rank)  # each rank sees its own data
-    for _ in range(steps):
+    for _step in range(steps):
         x, y = torch.randn(16, 32, generator=generator), torch.randint(0, 10, (16,), generator=generator)
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
@@ -106,7 +107,9 @@ def save(folder: Path, steps: int) -> None:
 def load(folder: Path) -> None:
     if not (folder / ".metadata").is_file():
         raise FileNotFoundError(
-            f"no DCP checkpoint in {folder}: dcp.save writes a .metadata file there; run 'save' first"
+            _("no DCP checkpoint in {folder}: dcp.save writes a .metadata file there; run 'save' first").format(
+                folder=folder
+            )
         )
     rank, world = setup()
     model = shard(make_model(), world)  # fresh weights: the checkpoint must overwrite them
@@ -121,7 +124,7 @@ def load(folder: Path) -> None:
         equal = sorted(loaded) == sorted(expected) and all(torch.equal(loaded[k], expected[k]) for k in expected)
         write_result({"world_size": world, "tensors": len(expected), "all_equal": equal})
         if not equal:
-            raise SystemExit("the loaded parameters differ from the saved ones")
+            raise SystemExit(_("the loaded parameters differ from the saved ones"))
 
 
 def compare_async(folder: Path, steps: int) -> None:
@@ -166,13 +169,23 @@ def launch(action: str, folder: str | os.PathLike, nproc: int = 2, timeout: floa
     try:
         finished = run(command, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
     except TimeoutError:
-        raise TimeoutError(f"{action!r} on {nproc} process(es) did not finish within {timeout} s; killed") from None
+        raise TimeoutError(
+            _("{action} on {nproc} process(es) did not finish within {timeout} s; killed").format(
+                action=repr(action), nproc=nproc, timeout=timeout
+            )
+        ) from None
     if finished.returncode:
         errors = sorted(value for name, value in finished.results.items() if name.startswith("error"))
         tail = "\n".join(line for line in finished.output.splitlines() if not line.startswith("W1"))[-3000:]
         raise RuntimeError(
-            f"{action!r} on {nproc} process(es) failed (exit code {finished.returncode}): "
-            f"{'; '.join(errors) or 'see the output below'}. The end of its output:\n{tail}"
+            _("{action} on {nproc} process(es) failed (exit code {code}): {errors}. The end of its output:").format(
+                action=repr(action),
+                nproc=nproc,
+                code=finished.returncode,
+                errors="; ".join(errors) or _("see the output below"),
+            )
+            + "\n"
+            + tail
         )
     return finished.results["result"]
 
@@ -193,7 +206,10 @@ def main(argv: list[str] | None = None) -> None:
             compare_async(args.folder, args.steps)
     except BaseException as error:
         if not (isinstance(error, SystemExit) and error.code in (0, None)):
-            write_result(f"(rank {rank}): {type(error).__name__}: {error}", name=f"error-rank{rank}")
+            shown = _("(rank {rank}): {error_type}: {error}").format(
+                rank=rank, error_type=type(error).__name__, error=error
+            )
+            write_result(shown, name=f"error-rank{rank}")
         if dist.is_initialized():
             dist.destroy_process_group()  # no barrier: the other ranks may never get there
         raise

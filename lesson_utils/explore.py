@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import torch
 
+from lesson_utils.i18n import _
+
 
 def describe_entry(state_dict: Mapping[str, torch.Tensor], key: str) -> dict[str, object]:
     """Shape, dtype, number of values, bytes and value statistics of one entry.
@@ -28,7 +30,11 @@ def describe_entry(state_dict: Mapping[str, torch.Tensor], key: str) -> dict[str
     """
     if key not in state_dict:
         keys = list(state_dict)
-        raise KeyError(f"{key!r} is not in this state_dict; its keys are {keys[:5]}{' ...' if len(keys) > 5 else ''}")
+        raise KeyError(
+            _("{key} is not in this state_dict; its keys are {keys}").format(
+                key=repr(key), keys=f"{keys[:5]}{' ...' if len(keys) > 5 else ''}"
+            )
+        )
     tensor = state_dict[key]
     values = tensor.detach().float()  # no copy for float32 weights, even VGG16's 400 MB fc layer
     info: dict[str, object] = {
@@ -62,9 +68,9 @@ def histogram_png(tensor: torch.Tensor, title: str = "", bins: int = 50, max_val
     values = tensor.detach().flatten()
     step = max(1, values.numel() // max_values)
     ax.hist(values[::step].float().numpy(), bins=bins, color="tab:blue")
-    ax.set_xlabel("value")
-    ax.set_ylabel("count")
-    ax.set_title(title + (f" (every {step}th value)" if step > 1 else ""), fontsize=9)
+    ax.set_xlabel(_("value"))
+    ax.set_ylabel(_("count"))
+    ax.set_title(_("{title} (every {step}th value)").format(title=title, step=step) if step > 1 else title, fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -79,11 +85,12 @@ def summary_html(info: Mapping[str, object]) -> str:
         >>> "shape (2,)" in summary_html({"key": "b", "shape": (2,), "dtype": "float32", "numel": 2, "bytes": 8})
         True
     """
-    text = f"<b>{info['key']}</b>: shape {info['shape']}, {info['dtype']}, "
-    text += f"{info['numel']:,} values, {info['bytes']:,} bytes"
-    if "mean" in info:
-        text += f"; mean {info['mean']:.4g}, std {info['std']:.4g}, min {info['min']:.4g}, max {info['max']:.4g}"
-    return text
+    if "mean" not in info:  # an empty tensor
+        return _("<b>{key}</b>: shape {shape}, {dtype}, {numel:,} values, {bytes:,} bytes").format(**info)
+    return _(
+        "<b>{key}</b>: shape {shape}, {dtype}, {numel:,} values, {bytes:,} bytes; "
+        "mean {mean:.4g}, std {std:.4g}, min {min:.4g}, max {max:.4g}"
+    ).format(**info)
 
 
 def state_dict_explorer(state_dict: Mapping[str, torch.Tensor]):
@@ -99,8 +106,8 @@ def state_dict_explorer(state_dict: Mapping[str, torch.Tensor]):
 
     keys = list(state_dict)
     if not keys:
-        raise ValueError("This state_dict is empty: there is nothing to explore.")
-    dropdown = widgets.Dropdown(options=keys, value=keys[0], description="key", layout={"width": "420px"})
+        raise ValueError(_("This state_dict is empty: there is nothing to explore."))
+    dropdown = widgets.Dropdown(options=keys, value=keys[0], description=_("key"), layout={"width": "420px"})
     summary = widgets.HTML()
     image = widgets.Image(format="png")
 

@@ -232,9 +232,16 @@ def fresh_questions(sources: dict[str, str], lesson: str) -> list:
     import sys
     import types
 
-    core_name, lesson_name = "lesson_utils.exercises.core", f"lesson_utils.exercises.{lesson}"
-    saved = {name: sys.modules.get(name) for name in (core_name, lesson_name)}
+    i18n_name, core_name = "lesson_utils.i18n", "lesson_utils.exercises.core"
+    lesson_name = f"lesson_utils.exercises.{lesson}"
+    saved = {name: sys.modules.get(name) for name in (i18n_name, core_name, lesson_name)}
     try:
+        # The messages' language module too: the notebook's own `lesson_utils.i18n._` never runs
+        # inside the grader's checkers (it takes the language from LESSON_LANGUAGE, as set_language left it).
+        i18n = types.ModuleType(i18n_name)
+        i18n.__file__ = sources["i18n_file"]  # where its catalogs are: locale/ beside it
+        sys.modules[i18n_name] = i18n
+        exec(compile(sources["i18n"], f"<grader's {i18n_name}>", "exec"), i18n.__dict__)
         core = types.ModuleType(core_name)
         sys.modules[core_name] = core  # dataclasses and the lesson module look it up while they are built
         exec(compile(sources["core"], f"<grader's {core_name}>", "exec"), core.__dict__)

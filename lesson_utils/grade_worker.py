@@ -139,6 +139,8 @@ class Run:
         self.stopped = False  # set at the time limit: no further cell runs
         exercises = PACKAGE_DIR / "exercises"  # read as text: importing them here would import torch (1-2 s)
         self.sources = {
+            "i18n": (exercises.parent / "i18n.py").read_text(encoding="utf-8"),
+            "i18n_file": str(exercises.parent / "i18n.py"),
             "core": (exercises / "core.py").read_text(encoding="utf-8"),
             "lesson": (exercises / f"{params['lesson']}.py").read_text(encoding="utf-8"),
         }

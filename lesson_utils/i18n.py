@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gettext
 import os
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -84,6 +85,20 @@ def _choose(language: str) -> str:
     _translation, _language = translation, code
     os.environ["LESSON_LANGUAGE"] = code
     return code
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal or a notebook's output: a Chinese character takes two.
+
+    >>> display_width("loss"), display_width("损失")
+    (4, 4)
+    """
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` columns, like ``f"{text:<{width}}"`` for Latin text."""
+    return text + " " * (width - display_width(text))
 
 
 def use_cjk_font() -> str | None:

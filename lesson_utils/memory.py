@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from lesson_utils.i18n import _
 from lesson_utils.processes import run, write_result
 
 LOAD_WAYS = ["raw read", "naive", "mmap", "meta + mmap + assign", "safetensors"]
@@ -58,7 +59,7 @@ def rss_anon() -> int:
         for line in f:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("RssAnon not found in /proc/self/status: this benchmark needs Linux")
+    raise RuntimeError(_("RssAnon not found in /proc/self/status: this benchmark needs Linux"))
 
 
 class PeakSampler:
@@ -125,7 +126,7 @@ def load_way(way: str, path: str | os.PathLike) -> object:
         model = torchvision.models.vgg16(weights=None)
         model.load_state_dict(load_file(path))
     else:
-        raise ValueError(f"unknown load way {way!r}; expected one of {LOAD_WAYS}")
+        raise ValueError(_("unknown load way {way}; expected one of {ways}").format(way=repr(way), ways=LOAD_WAYS))
     return model
 
 
@@ -168,13 +169,17 @@ def measure_load(way: str, path: str | os.PathLike, timeout: float = 300) -> dic
         'raw read'
     """
     if way not in LOAD_WAYS:
-        raise ValueError(f"unknown load way {way!r}; expected one of {LOAD_WAYS}")
+        raise ValueError(_("unknown load way {way}; expected one of {ways}").format(way=repr(way), ways=LOAD_WAYS))
     # Run this file as a script, not ``-m lesson_utils.memory``: the child then imports torch
     # but not the whole lesson_utils package, which saves seconds per measurement.
     command = [sys.executable, str(Path(__file__).resolve()), "--child", way, str(path)]
     finished = run(command, timeout=timeout)
     if finished.returncode or "result" not in finished.results:
-        raise RuntimeError(f"measuring {way!r} failed (exit {finished.returncode}):\n{finished.output[-2000:]}")
+        raise RuntimeError(
+            _("measuring {way} failed (exit {code}):").format(way=repr(way), code=finished.returncode)
+            + "\n"
+            + finished.output[-2000:]
+        )
     return finished.results["result"]
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lesson_utils.i18n import _
+
 # torchvision is imported where VGG16 is needed: it takes about a second to import (it pulls in
 # torch._dynamo), which every exercise kernel the grader starts would pay for a small Net.
 
@@ -108,10 +110,14 @@ def vgg16(pretrained: bool | None = None) -> torch.nn.Module:
     cached = imagenet_weights_file()
     if pretrained and cached.is_file():
         # The file is in the cache, so torchvision reads it instead of downloading.
-        print(f"vgg16: ImageNet weights from {cached}")
+        print(_("vgg16: ImageNet weights from {path}").format(path=cached))
         return torchvision.models.vgg16(weights=VGG16_Weights.IMAGENET1K_V1)
     if pretrained:
-        print(f"vgg16: random weights ({cached} not found; no download is attempted)")
+        print(_("vgg16: random weights ({path} not found; no download is attempted)").format(path=cached))
     else:
-        print(f"vgg16: random weights (offline default; {PRETRAINED_ENV}=1 uses cached ImageNet weights)")
+        print(
+            _("vgg16: random weights (offline default; {switch}=1 uses cached ImageNet weights)").format(
+                switch=PRETRAINED_ENV
+            )
+        )
     return torchvision.models.vgg16(weights=None)

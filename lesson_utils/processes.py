@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesson_utils.i18n import _
+
 RESULT_DIR_ENV = "LESSON_RESULT_DIR"
 
 
@@ -57,7 +59,11 @@ def write_result(value: Any, name: str = "result") -> Path:
     """
     folder = os.environ.get(RESULT_DIR_ENV)
     if not folder:
-        raise RuntimeError(f"{RESULT_DIR_ENV} is not set: start this process with lesson_utils.processes.run")
+        raise RuntimeError(
+            _("{variable} is not set: start this process with lesson_utils.processes.run").format(
+                variable=RESULT_DIR_ENV
+            )
+        )
     path = Path(folder) / f"{name}.json"
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     partial.write_text(json.dumps(value))
@@ -132,10 +138,14 @@ def run(
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
         )
         try:
-            output, _ = process.communicate(input=input, timeout=timeout)
+            output = process.communicate(input=input, timeout=timeout)[0]
         except subprocess.TimeoutExpired:
             stop(process, grace=0)
             process.communicate()
-            raise TimeoutError(f"{command[0]} ran past {timeout:g} s; stopped with its whole group") from None
+            raise TimeoutError(
+                _("{command} ran past {timeout:g} s; stopped with its whole group").format(
+                    command=command[0], timeout=timeout
+                )
+            ) from None
         results = {path.stem: json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))}
     return Finished(process.returncode, output, results)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from lesson_utils.i18n import _
 from lesson_utils.reproducibility import epoch_order_generator
 
 
@@ -62,7 +63,9 @@ def train_one_epoch(
     losses = []
     # iter() first: tqdm.auto calls iter() on what it wraps, and a second iterator over the
     # loader would draw from the order generator again, changing the epoch's order.
-    for images, labels in tqdm(iter(loader), total=len(loader), desc=f"epoch {epoch}", leave=False):
+    for images, labels in tqdm(
+        iter(loader), total=len(loader), desc=_("epoch {epoch}").format(epoch=epoch), leave=False
+    ):
         # augmentation from torch's global CPU RNG, like dropout: the same flips on every device
         flip = torch.rand(len(images)) < 0.5
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)

@@ -13,14 +13,24 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from lesson_utils.i18n import N_, _, display_width, pad
+
 # Prefixes that wrappers add to every key: DataParallel/DDP ("module.") and torch.compile ("_orig_mod.").
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+# What happened to a key (rows() gives them in English, as data; printing a report translates them).
+LOADED, SKIPPED_SHAPE, NOT_SELECTED = N_("loaded"), N_("skipped: shape"), N_("not selected")
+MISSING, UNEXPECTED = N_("missing"), N_("unexpected")
+SHAPES_DIFFER = N_("file {file} vs model {model}")
+NOT_CHOSEN = N_("fits, but not chosen to transfer")
+KEEPS_INITIAL = N_("in the model, not in the file: keeps its initial value")
+IGNORED = N_("in the file, not in the model: ignored")
 
 
 @dataclass
@@ -41,23 +51,43 @@ class TransferReport:
             >>> TransferReport(loaded=["w"], missing=["b"]).rows()
             [('w', 'loaded', ''), ('b', 'missing', 'in the model, not in the file: keeps its initial value')]
         """
-        rows = [(key, "loaded", "") for key in self.loaded]
-        rows += [(key, "skipped: shape", f"file {list(a)} vs model {list(b)}") for key, a, b in self.skipped_shape]
-        rows += [(key, "not selected", "fits, but not chosen to transfer") for key in self.not_selected]
-        rows += [(key, "missing", "in the model, not in the file: keeps its initial value") for key in self.missing]
-        rows += [(key, "unexpected", "in the file, not in the model: ignored") for key in self.unexpected]
+        return self._rows(lambda message: message)
+
+    def _rows(self, translate: Callable[[str], str]) -> list[tuple[str, str, str]]:
+        """:meth:`rows`, with the outcomes and details passed through ``translate``."""
+        shapes = translate(SHAPES_DIFFER)
+        rows = [(key, translate(LOADED), "") for key in self.loaded]
+        rows += [
+            (key, translate(SKIPPED_SHAPE), shapes.format(file=list(a), model=list(b)))
+            for key, a, b in self.skipped_shape
+        ]
+        rows += [(key, translate(NOT_SELECTED), translate(NOT_CHOSEN)) for key in self.not_selected]
+        rows += [(key, translate(MISSING), translate(KEEPS_INITIAL)) for key in self.missing]
+        rows += [(key, translate(UNEXPECTED), translate(IGNORED)) for key in self.unexpected]
         return rows
 
     def __str__(self) -> str:
-        if not self.rows():
-            return "nothing to report: both the model and the state_dict are empty"
-        width = max(len(key) for key, _, _ in self.rows())
-        lines = [f"{'key':<{width}}  {'outcome':<14}  detail", "-" * (width + 40)]
-        lines += [f"{key:<{width}}  {outcome:<14}  {detail}".rstrip() for key, outcome, detail in self.rows()]
+        """The table, in the language chosen with ``set_language`` (the keys stay as they are)."""
+        rows = self._rows(_)
+        if not rows:
+            return _("nothing to report: both the model and the state_dict are empty")
+        key_header, outcome_header, detail_header = _("key"), _("outcome"), _("detail")
+        width = max(display_width(key) for key, _outcome, _detail in rows)
+        outcomes = [outcome_header, *(outcome for _key, outcome, _detail in rows)]
+        outcome_width = max(14, *map(display_width, outcomes))
+        lines = [f"{pad(key_header, width)}  {pad(outcome_header, outcome_width)}  {detail_header}"]
+        lines.append("-" * (width + 40))
+        lines += [
+            f"{pad(key, width)}  {pad(outcome, outcome_width)}  {detail}".rstrip() for key, outcome, detail in rows
+        ]
         if self.stripped_prefix:
-            lines.append(f"(every key in the file started with {self.stripped_prefix!r}; it was stripped first)")
+            lines.append(
+                _("(every key in the file started with {prefix}; it was stripped first)").format(
+                    prefix=repr(self.stripped_prefix)
+                )
+            )
         if not self.loaded:
-            lines.append("WARNING: nothing was loaded: is this state_dict from a related model?")
+            lines.append(_("WARNING: nothing was loaded: is this state_dict from a related model?"))
         return "\n".join(lines)
 
 
@@ -78,14 +108,14 @@ def load_matching_weights(
         ['fc3.weight', 'fc3.bias']
     """
     if not isinstance(state_dict, Mapping):
-        hint = (
-            " Did you pass a path? Load it first: torch.load(path, weights_only=True)."
-            if isinstance(state_dict, str)
-            else ""
-        )
-        raise TypeError(
-            f"load_matching_weights expects a state_dict (a dict of tensors), got {type(state_dict).__name__}.{hint}"
-        )
+        if isinstance(state_dict, str):
+            message = _(
+                "load_matching_weights expects a state_dict (a dict of tensors), got {type}. "
+                "Did you pass a path? Load it first: torch.load(path, weights_only=True)."
+            )
+        else:
+            message = _("load_matching_weights expects a state_dict (a dict of tensors), got {type}.")
+        raise TypeError(message.format(type=type(state_dict).__name__))
     source = dict(state_dict)
     report = TransferReport()
     for prefix in WRAPPER_PREFIXES:

@@ -92,8 +92,10 @@ def test_every_question_has_a_solution_and_every_answer_cell_a_region() -> None:
         for q in vars(importlib.import_module(f"lesson_utils.exercises.{name}")).values()
         if isinstance(q, Question)
     }
-    assert len(LESSONS) == 7 and questions == set(solutions)
-    assert all(text.strip() and "###" not in text for text in solutions.values())
+    assert len(LESSONS) == 7 and set(solutions) == {"en", "zh_CN"}
+    for language, found in solutions.items():  # both editions answer every question
+        assert questions == set(found), language
+        assert all(text.strip() and "###" not in text for text in found.values()), language
     for path in build_exercises.solution_notebooks(ROOT):
         cells = nbformat.read(path, as_version=4).cells
         answers = [i - 1 for i, cell in enumerate(cells) if build_exercises.CHECK.search(cell.source)]
@@ -131,4 +133,19 @@ def test_code_outside_the_markers_stays_and_the_placeholder_keeps_the_indentatio
         'with torch.device("meta"):\n    model = None  # your code here\n'
         "model.load_state_dict(torch.load(weights_path, mmap=True, weights_only=True), assign=True)"
     )
-    assert json.loads(blanks[tree / build_exercises.SOLUTIONS_JSON])["lesson05.q1"] == "model = Net()"
+    assert json.loads(blanks[tree / build_exercises.SOLUTIONS_JSON])["en"]["lesson05.q1"] == "model = Net()"
+
+
+def test_the_chinese_solutions_generate_chinese_blanks_and_solutions(tree: Path) -> None:
+    shutil.copytree(ROOT / "notebooks" / "zh" / "exercises", tree / "notebooks" / "zh" / "exercises")
+    generated = build_exercises.build(tree)
+    blank = generated[tree / "notebooks" / "zh" / "exercises" / "01_weights.ipynb"]
+    assert blank.cells[0].source.startswith("# 练习 · ")
+    assert "weights_path = None  # 在这里写你的代码" in [cell.source for cell in blank.cells]
+    assert 'q3_answer = None  # "a", "b" 或 "c"' in [cell.source for cell in blank.cells]
+    solutions = json.loads(generated[tree / build_exercises.SOLUTIONS_JSON])
+    assert solutions["zh_CN"].keys() == solutions["en"].keys()
+    title = tree / "notebooks" / "zh" / "exercises" / "solutions" / "01_weights_solutions.ipynb"
+    edit(title, 0, "# Solutions · lesson 01")  # the English title in a Chinese solution notebook
+    with pytest.raises(build_exercises.ExerciseError, match="must start `# 参考答案 · `"):
+        build_exercises.build(tree)

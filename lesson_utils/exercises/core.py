@@ -44,7 +44,11 @@ class Result:
     def __str__(self) -> str:
         status = {NOT_ATTEMPTED: N_("NOT ATTEMPTED"), INCORRECT: N_("INCORRECT"), CORRECT: N_("CORRECT")}
         shown = _(status.get(self.status, self.status.upper()))
-        return f"{self.question}: {shown}" + (f": {self.message}" if self.message else "")
+        if self.message:
+            return _("{question}: {status}: {message}").format(
+                question=self.question, status=shown, message=self.message
+            )
+        return _("{question}: {status}").format(question=self.question, status=shown)
 
 
 class Question:
@@ -70,7 +74,7 @@ class Question:
             missing = ", ".join(f"`{n}`" for n, v in values.items() if v is None)
             message = _("set {names} (still None), then run check() again").format(names=missing)
             if self.none_message:
-                message += ". " + _(self.none_message)
+                message = _("{message}. {reason}").format(message=message, reason=_(self.none_message))
             else:  # the usual way a real attempt leaves None behind
                 message += _(
                     " (torch.save, load_state_dict and optimizer.load_state_dict return None: "
@@ -103,16 +107,18 @@ class Question:
 def require_same_tensors(
     found: object,
     expected: Mapping[str, object],
-    owner: str = "net's state_dict",
-    advice: str = "save net.state_dict() itself",
-    what: str = "yours",
+    owner: str | None = None,
+    advice: str | None = None,
+    what: str | None = None,
     dtype: object = None,
 ) -> None:
     """Raise :class:`Incorrect` unless ``found`` has exactly ``expected``'s keys and equal tensors.
 
     Equal means same dtype (``dtype`` if given, else the expected one), same shape and the same
     numbers: ``torch.equal`` alone would accept a float64 copy of float32 weights. ``owner``
-    names ``expected`` and ``what`` names ``found`` in the messages.
+    names ``expected`` and ``what`` names ``found`` in the messages, and ``advice`` says what
+    to do when the numbers differ; the caller passes them translated (``_("the file")``), and
+    left out they are "net's state_dict", "save net.state_dict() itself" and "yours".
 
     Example:
         >>> import torch
@@ -131,37 +137,52 @@ def require_same_tensors(
     """
     import torch
 
+    owner = _("net's state_dict") if owner is None else owner
+    advice = _("save net.state_dict() itself") if advice is None else advice
+    what = _("yours") if what is None else what
     if not isinstance(found, Mapping):
-        raise Incorrect(f"{what} is {_a(found)}, not a state_dict (a dict of named tensors)")
+        message = _("{what} is {found}, not a state_dict (a dict of named tensors)")
+        raise Incorrect(message.format(what=what, found=_a(found)))
     if found.keys() != expected.keys():
         missing, extra = [k for k in expected if k not in found], [k for k in found if k not in expected]
-        parts = [f"Missing from {what}: {_listed(missing)}."] if missing else []
-        parts += [f"Unexpected in {what}: {_listed(extra)}."] if extra else []
-        raise Incorrect(f"the keys do not match {owner}. {' '.join(parts)}")
+        if missing and extra:
+            message = _("the keys do not match {owner}. Missing from {what}: {missing}. Unexpected in {what}: {extra}.")
+        elif missing:
+            message = _("the keys do not match {owner}. Missing from {what}: {missing}.")
+        else:
+            message = _("the keys do not match {owner}. Unexpected in {what}: {extra}.")
+        raise Incorrect(message.format(owner=owner, what=what, missing=_listed(missing), extra=_listed(extra)))
     differ = []
     for key, want in expected.items():
         have, want_dtype = found[key], dtype or want.dtype
         if not torch.is_tensor(have):
-            raise Incorrect(f"{key} is {_a(have)} in {what}, not a tensor")
+            raise Incorrect(_("{key} is {found} in {what}, not a tensor").format(key=key, found=_a(have), what=what))
         if type(have) not in (torch.Tensor, torch.nn.Parameter):  # a subclass can make torch.equal say anything
-            raise Incorrect(
-                f"{key} is a {type(have).__name__} in {what}, not a plain tensor: save the tensors themselves"
-            )
+            message = _("{key} is a {type} in {what}, not a plain tensor: save the tensors themselves")
+            raise Incorrect(message.format(key=key, type=type(have).__name__, what=what))
         if have.is_meta:
-            raise Incorrect(f"{key} is on the meta device in {what}: it has no data (load the values into it)")
+            message = _("{key} is on the meta device in {what}: it has no data (load the values into it)")
+            raise Incorrect(message.format(key=key, what=what))
         if have.dtype != want_dtype:
-            raise Incorrect(
-                f"{key} is {have.dtype} in {what} but {want_dtype} in {owner}: "
+            message = _(
+                "{key} is {found} in {what} but {expected} in {owner}: "
                 "do not convert it (no .double(), .half() or .to(dtype))"
             )
+            raise Incorrect(message.format(key=key, found=have.dtype, what=what, expected=want_dtype, owner=owner))
         if have.shape != want.shape:
-            raise Incorrect(f"{key} has shape {list(have.shape)} in {what} but {list(want.shape)} in {owner}")
+            message = _("{key} has shape {found} in {what} but {expected} in {owner}")
+            raise Incorrect(
+                message.format(key=key, found=list(have.shape), what=what, expected=list(want.shape), owner=owner)
+            )
         with torch._C.DisableTorchFunctionSubclass():  # compare the numbers, whatever the tensors' classes say
             if not torch.equal(have.detach().cpu(), want.detach().cpu().to(want_dtype)):
                 differ.append(key)
+    if len(differ) > 1:
+        message = _("{key} (and {more} more) in {what} differs from {owner}: {advice}")
+        raise Incorrect(message.format(key=differ[0], more=len(differ) - 1, what=what, owner=owner, advice=advice))
     if differ:
-        more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
-        raise Incorrect(f"{differ[0]}{more} in {what} differs from {owner}: {advice}")
+        message = _("{key} in {what} differs from {owner}: {advice}")
+        raise Incorrect(message.format(key=differ[0], what=what, owner=owner, advice=advice))
 
 
 def solution_text(qid: str) -> str:
@@ -215,13 +236,14 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
 def _a(value: object) -> str:
     """``value``'s type with its article, for a message: "a dict", "an int", "a Tensor"."""
     name = "dict" if isinstance(value, Mapping) else type(value).__name__
-    return ("an " if name[0].lower() in "aeiou" else "a ") + name
+    return (_("an {type}") if name[0].lower() in "aeiou" else _("a {type}")).format(type=name)
 
 
 def _listed(keys: list[str], most: int = 6) -> str:
     """``keys`` for a message: all of them, or the first ``most`` and how many more."""
     shown = ", ".join(repr(k) for k in keys[:most])
-    return f"[{shown}{f', ... ({len(keys)} in all)' if len(keys) > most else ''}]"
+    more = _(", ... ({count} in all)").format(count=len(keys)) if len(keys) > most else ""
+    return f"[{shown}{more}]"
 
 
 def require_file(value: object, name: str, how: str) -> Path:
@@ -234,12 +256,13 @@ def require_file(value: object, name: str, how: str) -> Path:
         lesson_utils.exercises.core.Incorrect: `weights_path` should be a path (a str or Path), not a dict
     """
     if not isinstance(value, (str, os.PathLike)):
-        raise Incorrect(f"`{name}` should be a path (a str or Path), not {_a(value)}")
+        raise Incorrect(_("`{name}` should be a path (a str or Path), not {found}").format(name=name, found=_a(value)))
     path = Path(value)
     if path.is_dir():
-        raise Incorrect(f"`{name}` is the folder {path}, not a file: point it at the file itself ({how})")
+        message = _("`{name}` is the folder {path}, not a file: point it at the file itself ({how})")
+        raise Incorrect(message.format(name=name, path=path, how=how))
     if not path.is_file():
-        raise Incorrect(f"there is no file at {path}: {how}")
+        raise Incorrect(_("there is no file at {path}: {how}").format(path=path, how=how))
     return path
 
 
@@ -253,16 +276,22 @@ def load_weights_only(value: object, name: str, how: str) -> object:
     with open(path, "rb") as f:
         head = f.read(4)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # a zip archive, or a legacy pickle
-        raise Incorrect(f"{path} is not a file written by torch.save ({'empty' if not head else 'other bytes'}): {how}")
+        if not head:
+            message = _("{path} is not a file written by torch.save (empty): {how}")
+        else:
+            message = _("{path} is not a file written by torch.save (other bytes): {how}")
+        raise Incorrect(message.format(path=path, how=how))
     try:
         return torch.load(path, weights_only=True)
     except pickle.UnpicklingError:
-        raise Incorrect(
-            f"{path} does not load with weights_only=True: it holds objects, not only tensors (did you save the "
+        message = _(
+            "{path} does not load with weights_only=True: it holds objects, not only tensors (did you save the "
             "model or optimizer object itself, or a method without its ()?). Save state_dicts."
-        ) from None
+        )
+        raise Incorrect(message.format(path=path)) from None
     except Exception as error:
-        raise Incorrect(f"torch.load cannot read {path} ({type(error).__name__}): {how}") from None
+        message = _("torch.load cannot read {path} ({error_type}): {how}")
+        raise Incorrect(message.format(path=path, error_type=type(error).__name__, how=how)) from None
 
 
 def require_module(value: object, name: str) -> None:
@@ -272,17 +301,22 @@ def require_module(value: object, name: str) -> None:
     if isinstance(value, torch.nn.Module):
         return
     if isinstance(getattr(value, "__self__", None), torch.nn.Module):  # model.eval without ()
-        raise Incorrect(f"`{name}` is the method `{value.__name__}` of a model, not the model: add the ()")
+        message = _("`{name}` is the method `{method}` of a model, not the model: add the ()")
+        raise Incorrect(message.format(name=name, method=value.__name__))
     if type(value).__name__ == "_IncompatibleKeys":
-        raise Incorrect(
-            f"`{name}` holds what load_state_dict returned (its report of missing and unexpected keys), not the "
-            f"model: call {name}.load_state_dict(...) on its own line, without `{name} = `"
+        message = _(
+            "`{name}` holds what load_state_dict returned (its report of missing and unexpected keys), not the "
+            "model: call {name}.load_state_dict(...) on its own line, without `{name} = `"
         )
+        raise Incorrect(message.format(name=name))
     if isinstance(value, Mapping):
-        raise Incorrect(f"`{name}` is a dict (a state_dict?), not a model: build the model, then load the dict into it")
+        message = _("`{name}` is a dict (a state_dict?), not a model: build the model, then load the dict into it")
+        raise Incorrect(message.format(name=name))
     if isinstance(value, (str, os.PathLike)):
-        raise Incorrect(f"`{name}` is a path, not a model: build the model, then load the file into it")
-    raise Incorrect(f"`{name}` should be the model (an nn.Module), not {_a(value)}")
+        raise Incorrect(
+            _("`{name}` is a path, not a model: build the model, then load the file into it").format(name=name)
+        )
+    raise Incorrect(_("`{name}` should be the model (an nn.Module), not {found}").format(name=name, found=_a(value)))
 
 
 def require_optimizer_for(optimizer: object, model: object, name: str, model_name: str, bug: str = "") -> None:
@@ -290,23 +324,33 @@ def require_optimizer_for(optimizer: object, model: object, name: str, model_nam
     import torch
 
     if not isinstance(optimizer, torch.optim.Optimizer):
-        what = "a dict (a state_dict?)" if isinstance(optimizer, Mapping) else _a(optimizer)
-        raise Incorrect(f"`{name}` should be a torch.optim optimizer, not {what}")
+        what = _("a dict (a state_dict?)") if isinstance(optimizer, Mapping) else _a(optimizer)
+        raise Incorrect(_("`{name}` should be a torch.optim optimizer, not {found}").format(name=name, found=what))
     held = [p for group in optimizer.param_groups for p in group["params"]]
     if any(p.is_meta for p in held):
-        raise Incorrect(
-            f"`{name}` holds meta tensors (no data): it was built before load_state_dict(..., assign=True) "
-            f"replaced {model_name}'s parameters. Create the optimizer after the load"
+        message = _(
+            "`{name}` holds meta tensors (no data): it was built before load_state_dict(..., assign=True) "
+            "replaced {model}'s parameters. Create the optimizer after the load"
         )
+        raise Incorrect(message.format(name=name, model=model_name))
     if {id(p) for p in held} != {id(p) for p in model.parameters()}:
-        raise Incorrect(
-            f"`{name}` does not update exactly `{model_name}`'s parameters: build it with {model_name}.parameters(), "
-            f"after the load if that uses assign=True (which replaces the parameters){f'. {bug}' if bug else ''}"
-        )
+        if bug:
+            message = _(
+                "`{name}` does not update exactly `{model}`'s parameters: build it with {model}.parameters(), "
+                "after the load if that uses assign=True (which replaces the parameters). {bug}"
+            )
+        else:
+            message = _(
+                "`{name}` does not update exactly `{model}`'s parameters: build it with {model}.parameters(), "
+                "after the load if that uses assign=True (which replaces the parameters)"
+            )
+        raise Incorrect(message.format(name=name, model=model_name, bug=bug))
 
 
-def require_net(value: object, name: str, origin: str = "the set-up cell") -> None:
+def require_net(value: object, name: str, origin: str | None = None) -> None:
     """:class:`Incorrect` unless ``value`` is a ``Net`` itself (not a subclass, not another model).
+
+    ``origin`` (translated by the caller) says where the Net was built: "the set-up cell" if left out.
 
     Example:
         >>> import torch
@@ -319,10 +363,12 @@ def require_net(value: object, name: str, origin: str = "the set-up cell") -> No
 
     require_module(value, name)
     if type(value) is not Net:
-        raise Incorrect(
-            f"`{name}` should be a Net, as in {origin}, not a {type(value).__name__}: "
+        message = _(
+            "`{name}` should be a Net, as in {origin}, not a {type}: "
             "build it with Net() (run the set-up cell again if you replaced it)"
         )
+        origin = _("the set-up cell") if origin is None else origin
+        raise Incorrect(message.format(name=name, origin=origin, type=type(value).__name__))
 
 
 def require_setup_net(net: object) -> None:
@@ -331,8 +377,8 @@ def require_setup_net(net: object) -> None:
     require_same_tensors(
         net.state_dict(),
         seed0_net_state(),
-        "the set-up cell's net (seed 0)",
-        "do not change or replace `net`: run the set-up cell again",
+        _("the set-up cell's net (seed 0)"),
+        _("do not change or replace `net`: run the set-up cell again"),
         what="`net`",
     )
 

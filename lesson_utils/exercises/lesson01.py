@@ -11,16 +11,19 @@ from lesson_utils.exercises.core import (
     require_same_tensors,
     require_setup_net,
 )
+from lesson_utils.i18n import N_, _
 
 
 def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
     require_setup_net(net)
-    loaded = load_weights_only(weights_path, "weights_path", "write it with torch.save(net.state_dict(), weights_path)")
+    how = _("write it with torch.save(net.state_dict(), weights_path)")
+    loaded = load_weights_only(weights_path, "weights_path", how)
     if not isinstance(loaded, dict):
-        raise Incorrect(f"the file holds a {type(loaded).__name__}; expected the dict that net.state_dict() returns")
+        message = _("the file holds a {type}; expected the dict that net.state_dict() returns")
+        raise Incorrect(message.format(type=type(loaded).__name__))
     expected = net.state_dict()
-    require_same_tensors(loaded, expected, what="the file")
-    return f"the file holds all {len(expected)} tensors of net, bit for bit"
+    require_same_tensors(loaded, expected, what=_("the file"))
+    return _("the file holds all {count} tensors of net, bit for bit").format(count=len(expected))
 
 
 q1 = Question(
@@ -28,30 +31,31 @@ q1 = Question(
     "Save the weights (the state_dict) of `net` to the file `weights_path`.",
     _saved_state_dict,
     names=["net", "weights_path"],
-    hint="A state_dict is what model.state_dict() returns; torch.save writes any dict of tensors to a file.",
+    hint=N_("A state_dict is what model.state_dict() returns; torch.save writes any dict of tensors to a file."),
 )
 
 
 def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
-    require_net(model, "model", "Q2")
+    require_net(model, "model", _("Q2"))
     if model is net:
-        raise Incorrect("`model` is `net` itself: build a new Net() and load the file at `weights_path` into it")
-    saved = load_weights_only(weights_path, "weights_path", "answer Q1 first: it writes that file")
+        raise Incorrect(_("`model` is `net` itself: build a new Net() and load the file at `weights_path` into it"))
+    saved = load_weights_only(weights_path, "weights_path", _("answer Q1 first: it writes that file"))
     if not isinstance(saved, dict):
-        raise Incorrect("the file at `weights_path` holds no state_dict: answer Q1 first (save net.state_dict())")
+        raise Incorrect(_("the file at `weights_path` holds no state_dict: answer Q1 first (save net.state_dict())"))
     require_same_tensors(
         model.state_dict(),
         saved,
-        "the file at `weights_path`",
-        "load the file into it: model.load_state_dict(torch.load(weights_path, weights_only=True))",
+        _("the file at `weights_path`"),
+        _("load the file into it: model.load_state_dict(torch.load(weights_path, weights_only=True))"),
         what="`model`",
     )
     if model.training:
-        raise Incorrect("`model` is still in training mode: call model.eval() before predicting")
+        raise Incorrect(_("`model` is still in training mode: call model.eval() before predicting"))
     training = [name for name, module in model.named_modules() if module.training]
     if training:
-        raise Incorrect(f"`model` is in eval mode but its part `{training[0]}` is training: call model.eval() last")
-    return (
+        message = _("`model` is in eval mode but its part `{part}` is training: call model.eval() last")
+        raise Incorrect(message.format(part=training[0]))
+    return _(
         "model holds the file's weights and is in eval mode: Dropout is off and BatchNorm uses its running statistics"
     )
 
@@ -61,18 +65,24 @@ q2 = Question(
     "Load `weights_path` into a new `Net` called `model`, ready to predict.",
     _ready_to_predict,
     names=["model", "weights_path", "net"],
-    hint="Build a Net(), load the file's state_dict into it; then Dropout and BatchNorm must stop training: one "
-    "more method call.",
+    hint=N_(
+        "Build a Net(), load the file's state_dict into it; then Dropout and BatchNorm must stop training: one "
+        "more method call."
+    ),
 )
 
 q3 = choice(
     "lesson01.q3",
     "What does model.state_dict() contain?",
-    {"a": "only the parameters", "b": "the parameters and the buffers", "c": "the parameters, buffers and optimizer"},
+    {
+        "a": N_("only the parameters"),
+        "b": N_("the parameters and the buffers"),
+        "c": N_("the parameters, buffers and optimizer"),
+    },
     "b",
     {
-        "a": "BatchNorm's running_mean and running_var are in it too, and they are not parameters",
-        "c": "the optimizer has a state_dict of its own: optimizer.state_dict()",
+        "a": N_("BatchNorm's running_mean and running_var are in it too, and they are not parameters"),
+        "c": N_("the optimizer has a state_dict of its own: optimizer.state_dict()"),
     },
-    hint="Look at vgg16_bn's keys in lesson 01: some of them are not trained by the optimizer.",
+    hint=N_("Look at vgg16_bn's keys in lesson 01: some of them are not trained by the optimizer."),
 )

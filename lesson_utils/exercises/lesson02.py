@@ -10,21 +10,22 @@ from lesson_utils.exercises.core import (
     require_same_tensors,
     require_setup_net,
 )
+from lesson_utils.i18n import N_, _
 
 q1 = choice(
     "lesson02.q1",
     "Since torch 2.6, what does torch.load(path) do when you pass nothing else?",
     {
-        "a": "weights_only=False: it unpickles anything",
-        "b": "weights_only=True: only tensors and plain types",
-        "c": "mmap=True",
+        "a": N_("weights_only=False: it unpickles anything"),
+        "b": N_("weights_only=True: only tensors and plain types"),
+        "c": N_("mmap=True"),
     },
     "b",
     {
-        "a": "that was the default before 2.6, and why the original lesson's whole-model load worked then",
-        "c": "mmap is off unless you ask for it (lesson 05)",
+        "a": N_("that was the default before 2.6, and why the original lesson's whole-model load worked then"),
+        "c": N_("mmap is off unless you ask for it (lesson 05)"),
     },
-    hint="Run the original lesson's `torch.load('model.pth')` on a whole model and read the error.",
+    hint=N_("Run the original lesson's `torch.load('model.pth')` on a whole model and read the error."),
 )
 
 
@@ -32,21 +33,32 @@ def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
     from safetensors.torch import load_file
 
     require_setup_net(net)
-    path = require_file(safetensors_path, "safetensors_path", "write it with safetensors.torch.save_file")
+    path = require_file(safetensors_path, "safetensors_path", _("write it with safetensors.torch.save_file"))
     with open(path, "rb") as f:
         head = f.read(2)
-    if head == b"PK" or head[:1] == b"\x80":
+    if head == b"PK":
         raise Incorrect(
-            f"this is a {'torch.save file (a zip archive)' if head == b'PK' else 'pickle'}, whatever its name: "
-            "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
+            _(
+                "this is a torch.save file (a zip archive), whatever its name: "
+                "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
+            )
+        )
+    if head[:1] == b"\x80":
+        raise Incorrect(
+            _(
+                "this is a pickle, whatever its name: "
+                "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
+            )
         )
     try:
         loaded = load_file(path)
     except Exception as error:
-        raise Incorrect(f"safetensors cannot read {path} ({type(error).__name__}: {error})") from None
+        message = _("safetensors cannot read {path} ({error_type}: {error})")
+        raise Incorrect(message.format(path=path, error_type=type(error).__name__, error=error)) from None
     expected = net.state_dict()
-    require_same_tensors(loaded, expected, what="the file")
-    return f"a safetensors file with all {len(expected)} tensors of net: no pickle, nothing runs when it loads"
+    require_same_tensors(loaded, expected, what=_("the file"))
+    message = _("a safetensors file with all {count} tensors of net: no pickle, nothing runs when it loads")
+    return message.format(count=len(expected))
 
 
 q2 = Question(
@@ -54,24 +66,26 @@ q2 = Question(
     "Save `net`'s weights in the safetensors format to `safetensors_path`.",
     _safetensors_file,
     names=["net", "safetensors_path"],
-    hint="`from safetensors.torch import save_file`; it takes a dict of tensors and a path.",
+    hint=N_("`from safetensors.torch import save_file`; it takes a dict of tensors and a path."),
 )
 
 q3 = choice(
     "lesson02.q3",
     "A checkpoint you downloaded fails with 'Weights only load failed'. What do you do?",
     {
-        "a": "load it with weights_only=False",
-        "b": "list what it needs (get_unsafe_globals_in_checkpoint); allowlist only classes you trust, or ask for "
-        "a state_dict or safetensors file",
-        "c": "rename the file to .safetensors",
+        "a": N_("load it with weights_only=False"),
+        "b": N_(
+            "list what it needs (get_unsafe_globals_in_checkpoint); allowlist only classes you trust, or ask for "
+            "a state_dict or safetensors file"
+        ),
+        "c": N_("rename the file to .safetensors"),
     },
     "b",
     {
-        "a": "weights_only=False runs whatever the file says: lesson 02 shows a payload doing exactly that",
-        "c": "the name does not change the bytes: a pickle stays a pickle",
+        "a": N_("weights_only=False runs whatever the file says: lesson 02 shows a payload doing exactly that"),
+        "c": N_("the name does not change the bytes: a pickle stays a pickle"),
     },
-    hint="Section 3 of lesson 02: what happened to the marker file with each option?",
+    hint=N_("Section 3 of lesson 02: what happened to the marker file with each option?"),
 )
 
 
@@ -79,16 +93,19 @@ q4 = choice(
     "lesson02.q4",
     "Someone you do not know sends you model.pt2, made with torch.export. Is torch.export.load(path) safe?",
     {
-        "a": "yes: the graph is JSON and the weights are raw bytes",
-        "b": "no: the archive also holds pickles, and torch.export.load can unpickle them with weights_only=False",
-        "c": "yes, if you pass weights_only=True",
+        "a": N_("yes: the graph is JSON and the weights are raw bytes"),
+        "b": N_("no: the archive also holds pickles, and torch.export.load can unpickle them with weights_only=False"),
+        "c": N_("yes, if you pass weights_only=True"),
     },
     "b",
     {
-        "a": "look inside the archive: data/sample_inputs/model.pt is a torch.save pickle, and lesson 02 shows "
-        "a payload in it running on load",
-        "c": "torch.export.load has no weights_only argument (torch 2.14); it falls back to weights_only=False "
-        "by itself",
+        "a": N_(
+            "look inside the archive: data/sample_inputs/model.pt is a torch.save pickle, and lesson 02 shows "
+            "a payload in it running on load"
+        ),
+        "c": N_(
+            "torch.export.load has no weights_only argument (torch 2.14); it falls back to weights_only=False by itself"
+        ),
     },
-    hint="Lesson 02, section 5: what happened to the marker file when the tampered .pt2 was loaded?",
+    hint=N_("Lesson 02, section 5: what happened to the marker file when the tampered .pt2 was loaded?"),
 )

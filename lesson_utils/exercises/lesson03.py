@@ -15,6 +15,7 @@ from lesson_utils.exercises.core import (
     require_same_tensors,
     seed0_net_state,
 )
+from lesson_utils.i18n import N_, _
 from lesson_utils.models import Net
 
 REQUIRED = ["epoch", "model_state_dict", "optimizer_state_dict"]
@@ -26,27 +27,34 @@ def _checkpoint(checkpoint_path: object, how: str) -> dict:
         torch.load(str(checkpoint_path), weights_only=True)
     except pickle.UnpicklingError:
         raise Incorrect(
-            "the checkpoint does not load with weights_only=True: it holds objects, not only tensors and numbers "
-            "(the model or optimizer object itself, a method without its (), a numpy number?). Save state_dicts, "
-            "and plain numbers (int(...) or .item())"
+            _(
+                "the checkpoint does not load with weights_only=True: it holds objects, not only tensors and numbers "
+                "(the model or optimizer object itself, a method without its (), a numpy number?). Save state_dicts, "
+                "and plain numbers (int(...) or .item())"
+            )
         ) from None
     except Exception:
         pass  # load_checkpoint below says what is wrong
     try:
         checkpoint = load_checkpoint(str(checkpoint_path), required=REQUIRED)
     except CheckpointError as error:
-        raise Incorrect(f"load_checkpoint refuses it: {error}") from None
+        raise Incorrect(_("load_checkpoint refuses it: {error}").format(error=error)) from None
     saved = checkpoint["optimizer_state_dict"]
     if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) or "param_groups" not in saved:
-        raise Incorrect("'optimizer_state_dict' should be what optimizer.state_dict() returns")
+        raise Incorrect(_("'optimizer_state_dict' should be what optimizer.state_dict() returns"))
     return checkpoint
+
+
+def _momentum_key(name: str) -> str:
+    """The key of a parameter's momentum buffer in :func:`_momentum`: "momentum of <name>", shown in messages."""
+    return _("momentum of {name}").format(name=name)
 
 
 def _momentum(state: object, names: list[str]) -> dict:
     """{"momentum of <parameter name>": buffer} from an optimizer's state_dict()['state'] (keyed by index)."""
     state = state if isinstance(state, dict) else {}
     return {
-        f"momentum of {names[i]}": s["momentum_buffer"]
+        _momentum_key(names[i]): s["momentum_buffer"]
         for i, s in state.items()
         if isinstance(i, int) and i < len(names) and isinstance(s, dict) and s.get("momentum_buffer") is not None
     }
@@ -97,57 +105,67 @@ def _close(found: object, expected: torch.Tensor) -> bool:
 
 def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
     require_net(net, "net")
-    checkpoint = _checkpoint(checkpoint_path, "write it with torch.save({...}, checkpoint_path)")
+    checkpoint = _checkpoint(checkpoint_path, _("write it with torch.save({...}, checkpoint_path)"))
     epoch = checkpoint["epoch"]
     if type(epoch) is not int:
-        raise Incorrect(f"'epoch' should be a plain int (the next epoch to run: 1), found {type(epoch).__name__}")
+        message = _("'epoch' should be a plain int (the next epoch to run: 1), found {type}")
+        raise Incorrect(message.format(type=type(epoch).__name__))
     if epoch not in (0, 1):
-        raise Incorrect(f"'epoch' is {epoch}, but net was trained for one epoch: store the next epoch to run, 1")
+        message = _("'epoch' is {epoch}, but net was trained for one epoch: store the next epoch to run, 1")
+        raise Incorrect(message.format(epoch=epoch))
     weights = checkpoint["model_state_dict"]
     if _untrained(weights):
         raise Incorrect(
-            "the checkpoint holds net's weights from before training: run "
-            "train_one_epoch(net, optimizer, train_set, epoch=0) first, then save"
+            _(
+                "the checkpoint holds net's weights from before training: run "
+                "train_one_epoch(net, optimizer, train_set, epoch=0) first, then save"
+            )
         )
     require_same_tensors(
         weights,
         net.state_dict(),
-        "net's state_dict",
-        "the checkpoint must hold net's trained weights: save net.state_dict() after train_one_epoch",
-        what="the checkpoint's model_state_dict",
+        _("net's state_dict"),
+        _("the checkpoint must hold net's trained weights: save net.state_dict() after train_one_epoch"),
+        what=_("the checkpoint's model_state_dict"),
     )
     saved = checkpoint["optimizer_state_dict"]
-    names = [name for name, _ in net.named_parameters()]
+    names = [name for name, _parameter in net.named_parameters()]
     momentum = _momentum(saved["state"], names)
     if not momentum:
-        raise Incorrect("the optimizer state holds no momentum buffers: save optimizer.state_dict() after training")
+        raise Incorrect(_("the optimizer state holds no momentum buffers: save optimizer.state_dict() after training"))
     for name, parameter in net.named_parameters():
-        buffer = momentum.get(f"momentum of {name}")
+        buffer = momentum.get(_momentum_key(name))
         if buffer is None:
-            raise Incorrect(f"the optimizer state has no momentum buffer for {name}: save optimizer.state_dict()")
+            message = _("the optimizer state has no momentum buffer for {name}: save optimizer.state_dict()")
+            raise Incorrect(message.format(name=name))
         if not torch.is_tensor(buffer) or (buffer.dtype, buffer.shape) != (parameter.dtype, parameter.shape):
-            raise Incorrect(
-                f"the momentum buffer saved for {name} does not match the parameter ({parameter.dtype}, "
-                f"{list(parameter.shape)}): save the set-up's optimizer.state_dict() as it is"
+            message = _(
+                "the momentum buffer saved for {name} does not match the parameter ({dtype}, "
+                "{shape}): save the set-up's optimizer.state_dict() as it is"
             )
+            raise Incorrect(message.format(name=name, dtype=parameter.dtype, shape=list(parameter.shape)))
     weights_after, momentum_after = _reference_epoch()
     with torch._C.DisableTorchFunctionSubclass():
         if not all(_close(weights.get(k), v) for k, v in weights_after.items()):
             raise Incorrect(
-                "the checkpoint's weights are not those of one epoch of "
-                "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
-                "train exactly once, then save"
+                _(
+                    "the checkpoint's weights are not those of one epoch of "
+                    "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
+                    "train exactly once, then save"
+                )
             )
-        buffers = [momentum.get(f"momentum of {name}") for name, _ in net.named_parameters()]
+        buffers = [momentum.get(_momentum_key(name)) for name, _parameter in net.named_parameters()]
         if not all(_close(b, v) for b, v in zip(buffers, momentum_after, strict=True)):
             raise Incorrect(
-                "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
-                "save optimizer.state_dict() right after train_one_epoch"
+                _(
+                    "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
+                    "save optimizer.state_dict() right after train_one_epoch"
+                )
             )
     for group in saved["param_groups"] if isinstance(saved["param_groups"], list) else [None]:
         if not isinstance(group, dict) or (group.get("lr"), group.get("momentum")) != (0.02, 0.9):
-            raise Incorrect("'optimizer_state_dict' is not the set-up's optimizer (lr=0.02, momentum=0.9): save it")
-    return "it loads with weights_only=True and holds net's trained weights, the optimizer's momentum and the epoch"
+            raise Incorrect(_("'optimizer_state_dict' is not the set-up's optimizer (lr=0.02, momentum=0.9): save it"))
+    return _("it loads with weights_only=True and holds net's trained weights, the optimizer's momentum and the epoch")
 
 
 q1 = Question(
@@ -156,44 +174,43 @@ q1 = Question(
     "that lets training go on: epoch, model_state_dict, optimizer_state_dict.",
     _resumable_checkpoint,
     names=["checkpoint_path", "net"],
-    hint="A plain dict of named entries; store numbers with .item() so weights_only=True can read them.",
+    hint=N_("A plain dict of named entries; store numbers with .item() so weights_only=True can read them."),
 )
 
 
 def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object) -> str:
-    require_net(model, "model", "the question")
-    bug = "Building it on another model's parameters is the original lesson's bug"
+    require_net(model, "model", _("the question"))
+    bug = _("Building it on another model's parameters is the original lesson's bug")
     require_optimizer_for(optimizer, model, "optimizer", "model", bug)
     if not isinstance(optimizer, torch.optim.SGD):
-        raise Incorrect(f"`optimizer` should be optim.SGD, found {type(optimizer).__name__}")
+        raise Incorrect(_("`optimizer` should be optim.SGD, found {type}").format(type=type(optimizer).__name__))
     for group in optimizer.param_groups:
         if (group["lr"], group["momentum"]) != (0.02, 0.9):
-            raise Incorrect(
-                f"`optimizer` has lr={group['lr']}, momentum={group['momentum']}: the question asks 0.02, 0.9"
-            )
-    checkpoint = _checkpoint(checkpoint_path, "answer Q1 first: it writes that file")
+            message = _("`optimizer` has lr={lr}, momentum={momentum}: the question asks 0.02, 0.9")
+            raise Incorrect(message.format(lr=group["lr"], momentum=group["momentum"]))
+    checkpoint = _checkpoint(checkpoint_path, _("answer Q1 first: it writes that file"))
     require_same_tensors(
         model.state_dict(),
         checkpoint["model_state_dict"],
-        "the checkpoint's model_state_dict",
-        "load it: model.load_state_dict(checkpoint['model_state_dict'])",
+        _("the checkpoint's model_state_dict"),
+        _("load it: model.load_state_dict(checkpoint['model_state_dict'])"),
         what="`model`",
     )
     if not optimizer.state:
         raise Incorrect(
-            "the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])"
+            _("the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])")
         )
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    names = [name for name, _ in model.named_parameters()]
+    names = [name for name, _parameter in model.named_parameters()]
     by_index = {i: optimizer.state[p] for i, p in enumerate(params) if p in optimizer.state}
     require_same_tensors(
         _momentum(by_index, names),
         _momentum(checkpoint["optimizer_state_dict"]["state"], names),
-        "the checkpoint's optimizer_state_dict",
-        "build the optimizer on `model`, then optimizer.load_state_dict(checkpoint['optimizer_state_dict'])",
+        _("the checkpoint's optimizer_state_dict"),
+        _("build the optimizer on `model`, then optimizer.load_state_dict(checkpoint['optimizer_state_dict'])"),
         what="`optimizer`",
     )
-    return "the optimizer trains `model`, which holds the saved weights, and carries on with the saved momentum"
+    return _("the optimizer trains `model`, which holds the saved weights, and carries on with the saved momentum")
 
 
 q2 = Question(
@@ -202,7 +219,9 @@ q2 = Question(
     "and load both states.",
     _optimizer_on_model,
     names=["model", "optimizer", "checkpoint_path"],
-    hint="Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states.",
+    hint=N_(
+        "Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states."
+    ),
 )
 
 q3 = choice(
@@ -210,14 +229,14 @@ q3 = choice(
     "Training uses a StepLR schedule, shuffling and random flips. Besides model, optimizer and epoch, what must a "
     "checkpoint hold to resume bit for bit?",
     {
-        "a": "nothing else",
-        "b": "the scheduler's state, the RNG states and the data order",
-        "c": "the whole model, pickled",
+        "a": N_("nothing else"),
+        "b": N_("the scheduler's state, the RNG states and the data order"),
+        "c": N_("the whole model, pickled"),
     },
     "b",
     {
-        "a": "lesson 03 shows that this run ends with different weights than one that never stopped",
-        "c": "a pickled model holds the same numbers as its state_dict: the schedule and randomness are still lost",
+        "a": N_("lesson 03 shows that this run ends with different weights than one that never stopped"),
+        "c": N_("a pickled model holds the same numbers as its state_dict: the schedule and randomness are still lost"),
     },
-    hint="Section 4 of lesson 03 adds three things, one at a time, until torch.equal holds.",
+    hint=N_("Section 4 of lesson 03 adds three things, one at a time, until torch.equal holds."),
 )

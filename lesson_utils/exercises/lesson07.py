@@ -14,6 +14,7 @@ from lesson_utils.exercises.core import (
     require_optimizer_for,
     require_same_tensors,
 )
+from lesson_utils.i18n import N_, _
 
 
 def _saved(checkpoint_path: object) -> dict:
@@ -27,10 +28,11 @@ def _saved(checkpoint_path: object) -> dict:
             raise KeyError("momentum_buffer")
         return {"model": saved["model_state_dict"], "optimizer": saved["optimizer_state_dict"]}
     except Exception as error:  # missing, unreadable, or not the set-up's layout
-        raise Incorrect(
-            f"`checkpoint_path` should be the set-up cell's checkpoint (it cannot be read: {type(error).__name__}): "
+        message = _(
+            "`checkpoint_path` should be the set-up cell's checkpoint (it cannot be read: {error_type}): "
             "run the set-up cell again"
-        ) from None
+        )
+        raise Incorrect(message.format(error_type=type(error).__name__)) from None
 
 
 def _equal_exactly(found: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
@@ -41,12 +43,15 @@ def _equal_exactly(found: torch.Tensor, expected: torch.Tensor, dtype: torch.dty
 
 def _require_sgd(optimizer: torch.optim.Optimizer, name: str, lr: float) -> None:
     if not isinstance(optimizer, torch.optim.SGD):
-        raise Incorrect(f"`{name}` should be torch.optim.SGD, found {type(optimizer).__name__}")
+        message = _("`{name}` should be torch.optim.SGD, found {type}")
+        raise Incorrect(message.format(name=name, type=type(optimizer).__name__))
     for group in optimizer.param_groups:
         if group["momentum"] != 0.9:
-            raise Incorrect(f"`{name}` has momentum={group['momentum']}: with momentum 0.9 the saved buffers are used")
+            message = _("`{name}` has momentum={momentum}: with momentum 0.9 the saved buffers are used")
+            raise Incorrect(message.format(name=name, momentum=group["momentum"]))
         if group["lr"] != lr:
-            raise Incorrect(f"`{name}` has lr={group['lr']}, the question asks for lr={lr}")
+            message = _("`{name}` has lr={lr}, the question asks for lr={wanted}")
+            raise Incorrect(message.format(name=name, lr=group["lr"], wanted=lr))
 
 
 def _require_loaded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, saved: dict, dtype=None) -> None:
@@ -54,30 +59,41 @@ def _require_loaded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sa
     require_same_tensors(
         model.state_dict(),
         saved["model"],
-        "the checkpoint's model_state_dict",
-        "load model_state_dict into the model",
-        what="the model",
+        _("the checkpoint's model_state_dict"),
+        _("load model_state_dict into the model"),
+        what=_("the model"),
         dtype=dtype,
     )
     if not optimizer.state:
-        raise Incorrect("the optimizer's state was not loaded: optimizer.load_state_dict(...) from the checkpoint")
+        raise Incorrect(_("the optimizer's state was not loaded: optimizer.load_state_dict(...) from the checkpoint"))
     for index, (name, p) in enumerate(model.named_parameters()):
         buffer = optimizer.state.get(p, {}).get("momentum_buffer")
         expected = saved["optimizer"]["state"].get(index, {}).get("momentum_buffer")
         if expected is None:
             continue
         if buffer is None:
-            raise Incorrect(f"{name} has no momentum buffer: load optimizer_state_dict from the checkpoint")
+            message = _("{name} has no momentum buffer: load optimizer_state_dict from the checkpoint")
+            raise Incorrect(message.format(name=name))
         if (buffer.dtype, buffer.device) != (p.dtype, p.device):
+            message = _(
+                "the momentum buffer of {name} is {dtype} on {device}, but its parameter is {parameter_dtype} "
+                "on {parameter_device}: convert or move the model first, then build the optimizer and load its state"
+            )
             raise Incorrect(
-                f"the momentum buffer of {name} is {buffer.dtype} on {buffer.device}, but its parameter is {p.dtype} "
-                f"on {p.device}: convert or move the model first, then build the optimizer and load its state"
+                message.format(
+                    name=name,
+                    dtype=buffer.dtype,
+                    device=buffer.device,
+                    parameter_dtype=p.dtype,
+                    parameter_device=p.device,
+                )
             )
         if not _equal_exactly(buffer, expected, p.dtype):
-            raise Incorrect(
-                f"the momentum buffer of {name} holds other values than the checkpoint's: load "
+            message = _(
+                "the momentum buffer of {name} holds other values than the checkpoint's: load "
                 "optimizer_state_dict from the checkpoint as it is"
             )
+            raise Incorrect(message.format(name=name))
 
 
 def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object, checkpoint_path: object) -> str:
@@ -85,10 +101,10 @@ def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object, 
     require_module(model, "model_fp64")
     require_optimizer_for(optimizer, model, "optimizer_fp64", "model_fp64")
     if any(t.dtype != torch.float64 for t in model.state_dict().values()):
-        raise Incorrect("`model_fp64` should train in float64: call .double() (the stand-in for .to(device))")
+        raise Incorrect(_("`model_fp64` should train in float64: call .double() (the stand-in for .to(device))"))
     _require_sgd(optimizer, "optimizer_fp64", lr=0.1)
     _require_loaded(model, optimizer, _saved(checkpoint_path), dtype=torch.float64)
-    return "the model is in float64 and every momentum buffer was loaded where its parameter is"
+    return _("the model is in float64 and every momentum buffer was loaded where its parameter is")
 
 
 q1 = Question(
@@ -97,7 +113,7 @@ q1 = Question(
     "`.to(device)`), with `optimizer_fp64` (SGD, lr=0.1, momentum=0.9) carrying the saved momentum.",
     _state_where_its_parameters_are,
     names=["model_fp64", "optimizer_fp64", "checkpoint_path"],
-    hint="load_state_dict puts the optimizer's state where its parameters are at that moment: convert first.",
+    hint=N_("load_state_dict puts the optimizer's state where its parameters are at that moment: convert first."),
 )
 
 
@@ -134,30 +150,33 @@ def _state_dicts_in(value: object) -> list[dict]:
 
 def _everything_in_one_file(gan_path: object, gan: object) -> str:
     if not isinstance(gan, dict) or set(gan) != {"generator", "discriminator", "opt_g", "opt_d"}:
-        raise Incorrect("`gan` is the dict the notebook made: run the set-up cell again")
+        raise Incorrect(_("`gan` is the dict the notebook made: run the set-up cell again"))
     steps = [int(s["step"]) for name in ("opt_g", "opt_d") for s in gan[name].state.values()]
     if not steps or min(steps) < 3:
-        raise Incorrect("`gan` has not been trained for 3 steps yet: call train_steps(gan, 3) before saving")
-    path = require_file(gan_path, "gan_path", "save the checkpoint there")
+        raise Incorrect(_("`gan` has not been trained for 3 steps yet: call train_steps(gan, 3) before saving"))
+    path = require_file(gan_path, "gan_path", _("save the checkpoint there"))
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as error:  # a pickled module or optimizer object, or not a torch.save file
-        raise Incorrect(
-            f"torch.load(..., weights_only=True) refuses the file ({type(error).__name__}): save state_dicts, "
+        message = _(
+            "torch.load(..., weights_only=True) refuses the file ({error_type}): save state_dicts, "
             "not the model or optimizer objects"
-        ) from None
+        )
+        raise Incorrect(message.format(error_type=type(error).__name__)) from None
     if isinstance(saved, dict) and set(gan) <= set(saved):  # named like gan's parts: each name must hold its own
         swapped = [name for name, part in gan.items() if not _same_state(saved[name], part.state_dict())]
         if swapped:
-            raise Incorrect(f"the entry {swapped[0]!r} does not hold {swapped[0]}'s state: a resume by name would fail")
+            message = _("the entry {entry!r} does not hold {entry}'s state: a resume by name would fail")
+            raise Incorrect(message.format(entry=swapped[0]))
     candidates = _state_dicts_in(saved)
     missing = [name for name, part in gan.items() if not any(_same_state(c, part.state_dict()) for c in candidates)]
     if missing:
-        raise Incorrect(
-            f"the file has no state equal to {', '.join(missing)}'s current one: every model *and* optimizer "
+        message = _(
+            "the file has no state equal to {names}'s current one: every model *and* optimizer "
             "must be saved (after training), or the resume differs"
         )
-    return "both models and both optimizers are in the file, each as its state_dict"
+        raise Incorrect(message.format(names=", ".join(missing)))
+    return _("both models and both optimizers are in the file, each as its state_dict")
 
 
 q2 = Question(
@@ -166,7 +185,7 @@ q2 = Question(
     "(one file, weights_only-loadable).",
     _everything_in_one_file,
     names=["gan_path", "gan"],
-    hint="One dict: {name: part.state_dict() for name, part in gan.items()}; the optimizers are part of it.",
+    hint=N_("One dict: {name: part.state_dict() for name, part in gan.items()}; the optimizers are part of it."),
 )
 
 
@@ -174,19 +193,26 @@ def _new_learning_rate(model: object, optimizer: object, checkpoint_path: object
     require_module(model, "model")
     if model is trained:
         raise Incorrect(
-            "`model` is the set-up's `trained` itself, not a resume: build a new Net, load model_state_dict from "
-            "`checkpoint_path` into it, and build the optimizer on it"
+            _(
+                "`model` is the set-up's `trained` itself, not a resume: build a new Net, load model_state_dict from "
+                "`checkpoint_path` into it, and build the optimizer on it"
+            )
         )
     require_optimizer_for(optimizer, model, "optimizer", "model")
     saved = _saved(checkpoint_path)
     rates = [group["lr"] for group in optimizer.param_groups]
     if isinstance(optimizer, torch.optim.SGD) and any(rate != 0.001 for rate in rates):
         saved_rates = [group["lr"] for group in saved["optimizer"]["param_groups"]]
-        why = " (the saved one: set it after load_state_dict, which replaces it)" if rates == saved_rates else ""
-        raise Incorrect(f"the learning rate is {rates[0]}, not 0.001{why}")
+        if rates == saved_rates:
+            message = _(
+                "the learning rate is {lr}, not 0.001 (the saved one: set it after load_state_dict, which replaces it)"
+            )
+        else:
+            message = _("the learning rate is {lr}, not 0.001")
+        raise Incorrect(message.format(lr=rates[0]))
     _require_sgd(optimizer, "optimizer", lr=0.001)
     _require_loaded(model, optimizer, saved)
-    return "the checkpoint's weights and momentum, and the new learning rate"
+    return _("the checkpoint's weights and momentum, and the new learning rate")
 
 
 q3 = Question(
@@ -195,5 +221,5 @@ q3 = Question(
     "(the checkpoint says 0.1).",
     _new_learning_rate,
     names=["model", "optimizer", "checkpoint_path", "trained"],
-    hint="optimizer.load_state_dict replaces every hyper-parameter: change the lr after loading.",
+    hint=N_("optimizer.load_state_dict replaces every hyper-parameter: change the lr after loading."),
 )

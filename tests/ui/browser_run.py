@@ -1,4 +1,6 @@
-"""Every lesson notebook, run in a real JupyterLab in a real browser (Debian's Chromium).
+"""What the browser tests share: every lesson notebook, run in a real JupyterLab in a real
+browser (Debian's Chromium). test_browser_en.py runs the English edition, test_browser_zh.py the
+Chinese one: two modules, so pytest-xdist (`--dist loadfile`) gives each to a worker of its own.
 
 nbval proves what the kernel prints; this proves what a student sees: the notebook opens,
 "Restart Kernel and Run All Cells" finishes with no error except in cells tagged to raise,
@@ -13,105 +15,29 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Locator, Page, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
-# 00_start_here and the lessons, in both editions: "01_weights_state_dict.ipynb", "zh/01_weights_state_dict.ipynb"
+# 00_start_here and the lessons: "01_weights_state_dict.ipynb" (the Chinese twin: "zh/01_weights_state_dict.ipynb")
 LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-NOTEBOOKS = LESSONS + [f"zh/{name}" for name in LESSONS]
-
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} is missing: install it with `make browser` (apt-get install -y chromium)"
-    if os.environ.get("CI"):
-        raise RuntimeError(f"browser tests cannot run in CI: {reason}")
-    pytest.skip(reason, allow_module_level=True)
-
-from playwright.sync_api import Locator, Page, expect, sync_playwright  # noqa: E402
-
-pytestmark = pytest.mark.slow  # a server and a browser: left out of `make check`
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, free_port, start_server):
-    """A JupyterLab server on a free loopback port, serving a copy of notebooks/ (so autosave
-    can never overwrite the stored outputs), with a random token and a temporary HOME."""
-    yield from serve(tmp_path_factory, free_port, start_server, locale=None)
+def require_chromium() -> None:
+    """Skip the calling test module when Chromium is missing (in CI: fail)."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: install it with `make browser` (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            raise RuntimeError(f"browser tests cannot run in CI: {reason}")
+        pytest.skip(reason, allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def lab_zh(tmp_path_factory, free_port, start_server):
-    """The same, with JupyterLab's interface in Chinese (the language pack, as `make lab-zh` sets it)."""
-    yield from serve(tmp_path_factory, free_port, start_server, locale="zh_CN")
-
-
-def serve(tmp_path_factory, free_port, start_server, locale):
-    home = tmp_path_factory.mktemp("home")
-    root = tmp_path_factory.mktemp("served")
-    shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-    }
-    for name in ("LESSON_PRETRAINED", "LESSON_DATA"):
-        env.pop(name, None)
-    # Render every cell (JupyterLab 4 only renders the cells in view by default, so a widget
-    # further down would not be in the page) and do not ask about news.
-    settings = home / "config" / "lab" / "user-settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
-    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    (settings / "apputils-extension").mkdir(parents=True)
-    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    if locale:
-        (settings / "translation-extension").mkdir(parents=True)
-        (settings / "translation-extension" / "plugin.jupyterlab-settings").write_text(json.dumps({"locale": locale}))
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",
-    ]
-    if os.getuid() == 0:
-        command.append("--allow-root")
-    start_server(
-        command, ready_url=f"http://127.0.0.1:{port}/api/status?token={token}", log=home / "server.log", env=env
-    )
-    yield f"http://127.0.0.1:{port}", token
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
+require_chromium()
 
 
 CELL_REPORT = """() => {
@@ -227,11 +153,11 @@ WIDGETS = {
 }
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_jupyterlab_and_its_widgets_respond(request, browser, name):
-    edition = "zh" if name.startswith("zh/") else "en"
-    url, token = request.getfixturevalue("lab_zh" if edition == "zh" else "lab")
-    texts = TEXTS[edition]
+def check_notebook(lab: tuple[str, str], browser, name: str) -> None:
+    """Run ``name`` (``"01_....ipynb"`` or ``"zh/01_....ipynb"``) in JupyterLab, check its cells,
+    the interface's language and its widget, and keep a screenshot."""
+    url, token = lab
+    texts = TEXTS["zh" if name.startswith("zh/") else "en"]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         cells = run_all(page, url, token, name)
@@ -266,7 +192,3 @@ def shut_down_kernels(url: str, token: str) -> None:
     for kernel in kernels:
         request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
         urllib.request.urlopen(request, timeout=30).close()
-
-
-def test_every_lesson_with_a_widget_is_exercised():
-    assert set(WIDGETS) <= set(LESSONS), "WIDGETS names a notebook that does not exist"

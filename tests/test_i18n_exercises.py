@@ -1,0 +1,355 @@
+"""The checkers' feedback in Simplified Chinese (domain ``exercises``), and a guard that every
+student-facing text in ``lesson_utils/exercises/`` is marked for translation."""
+
+import ast
+import gettext
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lesson_utils.exercises as exercises_package
+from lesson_utils import Net, seed_everything
+from lesson_utils.exercises import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+from lesson_utils.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED, Incorrect, require_file, require_same_tensors
+from lesson_utils.grade_probe import fresh_questions
+from lesson_utils.i18n import LOCALE_DIR, language, set_language
+
+FOLDER = Path(exercises_package.__file__).parent
+CHECKED = ["core.py"] + [f"lesson0{n}.py" for n in range(1, 8)]
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+LESSONS = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07]
+
+
+@pytest.fixture
+def zh():
+    set_language("zh_CN")
+    yield
+    set_language("en")
+
+
+@pytest.fixture
+def net():
+    seed_everything(0)
+    return Net()
+
+
+def chinese(text: str) -> bool:
+    return bool(CHINESE.search(text))
+
+
+# the Chinese messages ------------------------------------------------------------------------
+
+
+def test_every_exercises_message_has_a_chinese_translation():
+    with open(LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "exercises.mo", "rb") as handle:
+        catalog = {k: v for k, v in gettext.GNUTranslations(handle)._catalog.items() if k}
+    code_only = {"mmap=True"}  # an option that is code in both languages
+    formats_only = {"{question}: {status}", "{question}: {status}: {message}", "{message}. {reason}"}
+    assert len(catalog) > 200
+    for english, translated in catalog.items():
+        if english in code_only:
+            assert translated == english
+        elif english in formats_only:  # full-width punctuation only
+            assert translated != english and re.search(r"[：。]", translated), (english, translated)
+        else:
+            assert chinese(translated), (english, translated)
+
+
+def test_state_dict_comparison_in_chinese(zh):
+    with pytest.raises(Incorrect) as wrong:
+        require_same_tensors({"w": torch.ones(1).double()}, {"w": torch.ones(1)})
+    assert str(wrong.value) == (
+        "w 在你的答案中是 torch.float64，在net 的 state_dict中却是 torch.float32："
+        "不要转换它（不要用 .double()、.half() 或 .to(dtype)）"
+    )
+    with pytest.raises(Incorrect) as wrong:
+        require_same_tensors({"v": torch.ones(1)}, {"w": torch.ones(1)}, what="`model`")
+    assert "`model`缺少这些键：['w']" in str(wrong.value) and "多出这些键：['v']" in str(wrong.value)
+    with pytest.raises(Incorrect) as wrong:
+        require_same_tensors({f"k{i}": torch.ones(1) for i in range(9)}, {})
+    assert "...（共 9 个）]" in str(wrong.value)
+    with pytest.raises(Incorrect) as wrong:
+        require_same_tensors({"a": torch.ones(1), "b": torch.ones(1)}, {"a": torch.zeros(1), "b": torch.zeros(1)})
+    assert (
+        str(wrong.value) == "你的答案中的 a（还有另外 1 个）与net 的 state_dict不同：请直接保存 net.state_dict() 本身"
+    )
+    with pytest.raises(Incorrect, match=r"^`weights_path` 应该是路径（str 或 Path），而不是 dict 对象$"):
+        require_file({"w": 1}, "weights_path", "save it")
+
+
+def test_lesson01_in_chinese(zh, net, tmp_path):
+    path = tmp_path / "w.pt"
+    result = lesson01.q1.evaluate({"net": net, "weights_path": tmp_path / "nope.pt"})
+    assert result.status == INCORRECT
+    assert (
+        result.message
+        == f"{tmp_path / 'nope.pt'} 处没有文件：请用 torch.save(net.state_dict(), weights_path) 写出这个文件"
+    )
+    assert str(result).startswith("lesson01.q1：不正确：")
+    torch.save({"conv1.weight": net.conv1.weight}, path)
+    message = lesson01.q1.evaluate({"net": net, "weights_path": path}).message
+    assert message.startswith("键与net 的 state_dict不一致。文件缺少这些键：['conv1.bias', ")
+    torch.save(net.state_dict(), path)
+    result = lesson01.q1.evaluate({"net": net, "weights_path": path})
+    assert (result.status, result.message) == (CORRECT, f"文件里有 net 的全部 {len(net.state_dict())} 个张量，逐位一致")
+    model = nn.Linear(2, 2)
+    message = lesson01.q2.evaluate({"model": model, "weights_path": path, "net": net}).message
+    assert message.startswith("`model` 应该是 Net（和第 2 题里一样），而不是 Linear：")
+    message = lesson01.q2.evaluate({"model": Net().train(), "weights_path": path, "net": net}).message
+    assert "`weights_path` 处的文件" in message and "model.load_state_dict(torch.load(" in message
+
+
+def test_multiple_choice_in_chinese(zh):
+    assert str(lesson01.q3.evaluate({"q3_answer": "b"})) == "lesson01.q3：正确：b) 参数和缓冲区"
+    assert lesson01.q3.evaluate({"q3_answer": "a"}).message.startswith("BatchNorm 的 running_mean 和 running_var 也在")
+    assert lesson05.q3.evaluate({"q3_answer": "c"}).message == "CRC32 能发现损坏（前提是有人去校验）；它什么也修复不了"
+    assert lesson06.q1.evaluate({"q1_answer": "x"}).message.startswith("请用 ['a', 'b', 'c'] 中的一个字母作答")
+
+
+def test_hints_and_the_none_message_in_chinese(zh, capsys):
+    lesson04.q1.hint()
+    assert capsys.readouterr().out == (
+        "lesson04.q1 的提示：只用 strict=False 仍会因 fc3 尺寸不匹配而报错："
+        "先按形状筛选（或者用 load_matching_weights）。\n"
+    )
+    lesson07.q2.hint()  # braces in a hint are not placeholders
+    assert "{name: part.state_dict() for name, part in gan.items()}" in capsys.readouterr().out
+    result = lesson04.q3.evaluate({"ddp_state": {}, "clean_state": None})
+    assert result.status == NOT_ATTEMPTED
+    assert result.message.startswith(
+        "请给 `clean_state` 赋值（现在还是 None），再运行一次 check()。如果你写的是 `clean_state = "
+    )
+
+
+def test_optimizer_messages_in_chinese(zh, net):
+    result = lesson03.q2.evaluate({"model": Net(), "optimizer": {}, "checkpoint_path": "x"})
+    assert result.message == "`optimizer` 应该是 torch.optim 的优化器，而不是 dict 对象（是 state_dict 吗？）"
+    other = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
+    message = lesson03.q2.evaluate({"model": Net(), "optimizer": other, "checkpoint_path": "x"}).message
+    assert message.startswith("`optimizer` 更新的并不正好是 `model` 的参数：请用 model.parameters() 创建它")
+    assert message.endswith("。在另一个模型的参数上创建优化器，正是原课程里的那个 bug")
+    message = lesson07.q1.evaluate({"model_fp64": net, "optimizer_fp64": other, "checkpoint_path": "x"}).message
+    assert message.startswith("`optimizer_fp64` 更新的并不正好是 `model_fp64` 的参数")
+
+
+def test_a_broken_checker_and_a_state_dict_key_in_chinese(zh, net, tmp_path):
+    class Strange(dict):
+        def keys(self):
+            raise AttributeError("no keys here")
+
+    result = lesson04.q3.evaluate({"ddp_state": {"module.w": torch.ones(1)}, "clean_state": Strange()})
+    assert result.message == "检查你的答案时出现了 AttributeError：no keys here"
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    message = lesson05.q1.evaluate({"model": net, "weights_path": path}).message
+    assert message == f"{path} 不是 torch.save 写出的文件（文件是空的）：请重新运行准备单元格：这个文件是它写出的"
+
+
+def test_the_graders_fresh_copies_speak_chinese_too(zh):
+    """grade_probe builds core and each lessonNN again from their source text: their `_` is i18n's."""
+    i18n_file = FOLDER.parent / "i18n.py"
+    sources = {
+        "i18n": i18n_file.read_text(encoding="utf-8"),
+        "i18n_file": str(i18n_file),
+        "core": (FOLDER / "core.py").read_text(encoding="utf-8"),
+    }
+    for module in LESSONS:
+        name = module.__name__.rsplit(".", 1)[1]
+        sources["lesson"] = Path(module.__file__).read_text(encoding="utf-8")
+        questions = fresh_questions(sources, name)
+        assert [q.qid for q in questions] == [f"{name}.q{i}" for i in range(1, len(questions) + 1)]
+        for question in questions:
+            result = question.evaluate({n: 12345 for n in question.names})  # wrong everywhere: an int
+            assert result.status == INCORRECT and chinese(str(result)), result
+
+
+def test_english_is_back_after_chinese(zh):
+    assert language() == "zh_CN"
+    set_language("en")
+    assert str(lesson01.q3.evaluate({"q3_answer": "b"})) == "lesson01.q3: CORRECT: b) the parameters and the buffers"
+    set_language("zh_CN")
+
+
+# every student-facing text is marked ---------------------------------------------------------
+
+FRAGMENTS = {  # helper: {positional index or keyword: the text spliced into its messages}
+    "require_same_tensors": {2: "owner", 3: "advice", "owner": "owner", "advice": "advice", "what": "what"},
+    "require_file": {2: "how", "how": "how"},
+    "load_weights_only": {2: "how", "how": "how"},
+    "require_net": {2: "origin", "origin": "origin"},
+    "require_optimizer_for": {4: "bug", "bug": "bug"},
+    "_checkpoint": {1: "how", "how": "how"},  # lesson03's
+}
+# A name as it is in code, e.g. "`model`" or "source_state": the same in every language, not translated.
+CODE_ONLY = re.compile(r"^(`[\w.]+`|\w*[_.][\w.]*)$")
+
+
+def _is_call_to(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+
+
+def _is_marked(node: ast.AST, name: str = "_") -> bool:
+    """``_("literal")`` (or ``N_``), with one plain string literal inside: no f-string, no concatenation."""
+    return (
+        _is_call_to(node, name)
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
+
+
+def _built(node: ast.AST) -> bool:
+    """A text put together in code (f-string, ``+``, ``%``, ``.format``): gettext would never find it."""
+    formatted = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+    return isinstance(node, (ast.JoinedStr, ast.BinOp)) or formatted
+
+
+def _wordless(node: ast.AST) -> bool:
+    """An f-string with no words of its own, e.g. ``f"{letter}) {_(text)}"``: nothing in it to translate."""
+    return isinstance(node, ast.JoinedStr) and not any(
+        isinstance(part, ast.Constant) and re.search(r"[A-Za-z]", part.value) for part in node.values
+    )
+
+
+def _translated(node: ast.AST, assigned: dict[str, list[ast.AST]]) -> bool:
+    """``_("...")``, ``_("...").format(...)``, or a variable every assignment of which is one of those."""
+    if _is_call_to(node, "_") or _wordless(node):  # _(a variable): text marked with N_ elsewhere, shown now
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return _translated(node.func.value, assigned)
+    if isinstance(node, ast.IfExp):
+        return _translated(node.body, assigned) and _translated(node.orelse, assigned)
+    if isinstance(node, ast.Name):
+        values = assigned.get(node.id, [])
+        return bool(values) and all(_translated(value, assigned) for value in values)
+    return False
+
+
+def _fragment_ok(node: ast.AST, assigned: dict[str, list[ast.AST]]) -> bool:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return bool(CODE_ONLY.match(node.value))
+    return _translated(node, assigned) or (isinstance(node, ast.Name) and node.id in PASSED_ON)
+
+
+PASSED_ON = {"how", "bug", "origin", "hint"}  # a helper's own parameter, handed on to the next helper
+
+
+def _assignments(function: ast.AST) -> dict[str, list[ast.AST]]:
+    assigned: dict[str, list[ast.AST]] = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, []).append(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            assigned.setdefault(node.target.id, []).append(node.value)
+    return assigned
+
+
+def unmarked(source: str) -> list[str]:
+    """Where ``source`` shows a student a text that is not marked for translation (line: what)."""
+    tree = ast.parse(source)
+    found = []
+    functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    checkers = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in ("_", "N_"):
+            found.append(f"{node.lineno}: assigns to `{node.id}`, which hides the translation function")
+        if not isinstance(node, ast.Call):
+            continue
+        if _is_call_to(node, "_") or _is_call_to(node, "N_"):
+            if len(node.args) != 1 or node.keywords or _built(node.args[0]):
+                found.append(f"{node.lineno}: {node.func.id}() of a text built in code (use named placeholders)")
+            elif node.func.id == "N_" and not _is_marked(node, "N_"):
+                found.append(f"{node.lineno}: N_() of something else than one string literal")
+        if _is_call_to(node, "Question"):
+            if len(node.args) > 2 and isinstance(node.args[2], ast.Name):
+                checkers.add(node.args[2].id)
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg in ("hint", "none_message") and not (
+                    _is_marked(value, "N_") or isinstance(value, ast.Name) and value.id in PASSED_ON
+                ):
+                    found.append(f"{node.lineno}: {keyword.arg}= is not N_(...)")
+        if _is_call_to(node, "choice"):
+            texts = [value for index in (2, 4) if len(node.args) > index for value in node.args[index].values]
+            texts += [keyword.value for keyword in node.keywords if keyword.arg == "hint"]
+            found += [f"{text.lineno}: a choice's text is not N_(...)" for text in texts if not _is_marked(text, "N_")]
+    for function in functions.values():
+        assigned = _assignments(function)
+        for node in ast.walk(function):
+            if _is_call_to(node, "Incorrect"):
+                if not node.args or not _translated(node.args[0], assigned):
+                    found.append(f"{node.lineno}: Incorrect(...) of a text that is not _(...)")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FRAGMENTS:
+                spliced = FRAGMENTS[node.func.id]
+                given = list(enumerate(node.args)) + [(k.arg, k.value) for k in node.keywords]
+                for where, value in given:
+                    if where in spliced and not _fragment_ok(value, assigned):
+                        found.append(f"{node.lineno}: {node.func.id}'s {spliced[where]} is not _(...)")
+            elif isinstance(node, ast.Return) and function.name in checkers and node.value is not None:
+                if not _translated(node.value, assigned):
+                    found.append(f"{node.lineno}: {function.name} returns a message that is not _(...)")
+    return found
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_every_student_facing_text_is_marked(name):
+    assert unmarked((FOLDER / name).read_text(encoding="utf-8")) == []
+
+
+def test_the_marking_check_finds_what_is_not_marked():
+    source = """
+def _check(x, weights_path):
+    message = "plain"
+    if x:
+        raise Incorrect(f"x is {x}")
+    if not x:
+        raise Incorrect(message)
+    load_weights_only(weights_path, "weights_path", "save it first")
+    require_same_tensors(x, x, what="the file")
+    require_same_tensors(x, x, _("x"), what=_(f"the {x}"))
+    for name, _ in x:
+        pass
+    return f"fine: {x}"
+
+q1 = Question("l.q1", "?", _check, names=["x"], hint="look")
+q2 = choice("l.q2", "?", {"a": N_("yes"), "b": "no"}, "a", {"b": N_("no")}, hint=N_("h"))
+"""
+    found = sorted(line.split(": ", 1)[1] for line in unmarked(source))
+    assert found == sorted(
+        [
+            "assigns to `_`, which hides the translation function",
+            "_() of a text built in code (use named placeholders)",
+            "hint= is not N_(...)",
+            "a choice's text is not N_(...)",
+            "Incorrect(...) of a text that is not _(...)",
+            "Incorrect(...) of a text that is not _(...)",
+            "load_weights_only's how is not _(...)",
+            "require_same_tensors's what is not _(...)",
+            "_check returns a message that is not _(...)",
+        ]
+    )
+
+
+def test_a_notebook_cannot_reach_the_graders_checkers_through_its_own_translation_function(zh, monkeypatch):
+    """The grader's copies build their own lesson_utils.i18n too: a notebook that replaces
+    `lesson_utils.i18n._` (to look into the checker's frame, say) is never called by them."""
+    import lesson_utils.i18n
+
+    calls = []
+    monkeypatch.setattr(lesson_utils.i18n, "_", lambda message: calls.append(message) or message)
+    i18n_file = FOLDER.parent / "i18n.py"
+    sources = {
+        "i18n": i18n_file.read_text(encoding="utf-8"),
+        "i18n_file": str(i18n_file),
+        "core": (FOLDER / "core.py").read_text(encoding="utf-8"),
+        "lesson": (FOLDER / "lesson01.py").read_text(encoding="utf-8"),
+    }
+    (q1, *_rest) = fresh_questions(sources, "lesson01")
+    result = q1.evaluate({"net": 1, "weights_path": 2})
+    assert calls == [] and chinese(result.message), result
