@@ -99,7 +99,7 @@ TEXTS = {
     },
     "zh": {
         "menu": "文件",
-        "explored": "classifier.0.bias: shape (4096,)",
+        "explored": "classifier.0.bias：形状 (4096,)",
         "resume_waiting": "轮后崩溃：",
         "resume": "断点续训",
         "resumed": "第 2 轮后崩溃：用完整断点恢复，逐位一致：True",
