@@ -9,7 +9,8 @@
 
 Stored outputs must hold on every machine, so unless ``--keep-switches`` is given the
 opt-in switches (cached ImageNet weights, CIFAR-10) are turned off while executing: the
-default, offline path is what gets stored. A cell that raises fails the run, except the
+default, offline path is what gets stored. Kernels compute with one CPU thread
+(``OMP_NUM_THREADS=1``, as under the tests), whatever the number of cores. A cell that raises fails the run, except the
 cells tagged ``raises-exception`` (they show an error on purpose).
 """
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.keep_switches:
         for name in OPT_IN:
             os.environ.pop(name, None)
+    # One CPU thread, as the tests run them (conftest.py): the stored outputs must not depend on
+    # how many cores this machine has (torch's sums, and so lesson 04's accuracies, do).
+    os.environ["OMP_NUM_THREADS"] = "1"
     paths = [p.resolve() for p in args.notebooks] or all_notebooks()
     seconds, failed = {}, {}
     for path in paths:

@@ -17,6 +17,7 @@ import argparse
 import datetime
 import gettext
 import io
+import re
 import string
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ HEADER = """\
 # {language} messages of lesson-utils, domain {domain} (see scripts/translations.py).
 # Translate each empty msgstr; keep every {{placeholder}}. Then run `make translations`.
 #"""
+CHINESE = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
+SAME_IN_CHINESE = {"mmap=True"}  # messages that are code: their Chinese is the English
 FIXED_DATE = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)  # no churn in the headers
 
 
@@ -92,6 +95,8 @@ def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
                 found.append(f"{where}: {message.id!r} ({location}) has no translation")
             elif entry.fuzzy:
                 found.append(f"{where}: {message.id!r} is marked fuzzy: review the translation, remove the flag")
+            elif language == "zh_CN" and not CHINESE.search(entry.string) and message.id not in SAME_IN_CHINESE:
+                found.append(f"{where}: the translation of {message.id!r} has no Chinese: {entry.string!r}")
             elif placeholders(entry.string) != placeholders(message.id):
                 found.append(f"{where}: the translation of {message.id!r} has other {{placeholders}}: {entry.string!r}")
         stale = [m.id for m in catalog if m.id and m.id not in template]

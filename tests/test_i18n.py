@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -128,3 +129,50 @@ def test_without_a_cjk_font_one_line_says_so_and_no_glyph_warnings(monkeypatch, 
         said = capsys.readouterr().out
         assert said.count("\n") == 1 and "fonts-noto-cjk" in said
         assert draw("损失") == []
+
+
+def marked_calls(tree: ast.AST) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
+    ]
+
+
+def test_every_marked_message_reaches_the_catalog_whole():
+    """Babel extracts a message only from a plain literal: `_(f"...")`, `_("a" + b)` and
+    `_("A" if c else "B")` would be shown in English (or extracted glued). A variable is fine:
+    it holds a message marked with N_() where it was written. And `_` is never renamed."""
+    wrong = []
+    for path in sorted((ROOT / "lesson_utils").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(ROOT)
+        for call in marked_calls(tree):
+            (argument, *more) = call.args or [None]
+            plain = isinstance(argument, ast.Constant) and isinstance(argument.value, str)
+            variable = isinstance(argument, ast.Name | ast.Attribute | ast.Subscript | ast.Call)
+            if more or call.keywords or not (plain or variable):
+                wrong.append(f"{where}:{call.lineno}: {ast.unparse(call)[:80]}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "lesson_utils.i18n":
+                wrong += [f"{where}:{node.lineno}: {a.name} as {a.asname}" for a in node.names if a.asname]
+    assert not wrong, "messages Babel cannot extract whole:\n" + "\n".join(wrong)
+
+
+def test_the_check_refuses_a_translation_left_in_english(tmp_path, monkeypatch):
+    from babel.messages.pofile import read_po, write_po
+
+    for name in ("exercises.po", "lesson_utils.po", "exercises.mo", "lesson_utils.mo"):
+        target = tmp_path / "locale" / "zh_CN" / "LC_MESSAGES" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((translations.LOCALE / "zh_CN" / "LC_MESSAGES" / name).read_bytes())
+    monkeypatch.setattr(translations, "LOCALE", tmp_path / "locale")
+    monkeypatch.setattr(translations, "ROOT", tmp_path)  # where the messages name the files from
+    assert translations.problems("zh_CN") == []
+    po = tmp_path / "locale" / "zh_CN" / "LC_MESSAGES" / "exercises.po"
+    with po.open("rb") as handle:
+        catalog = read_po(handle)
+    catalog["CORRECT"].string = "CORRECT"
+    with po.open("wb") as handle:
+        write_po(handle, catalog)
+    assert any("'CORRECT' has no Chinese" in problem for problem in translations.problems("zh_CN"))
