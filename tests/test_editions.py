@@ -64,9 +64,25 @@ def code_tokens(source: str) -> list[tuple]:
     """
     tokens: list[tuple] = []
     pending: list[str] = []
-    readline = io.StringIO(source + "\n").readline
-    for token in tokenize.generate_tokens(readline):
+    text = source + "\n"
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    fstring_start, depth = None, 0  # Python 3.12 splits an f-string into tokens of its own
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
         if token.type in SKIPPED:
+            continue
+        if tokenize.tok_name[token.type] == "FSTRING_START":
+            fstring_start = fstring_start if depth else token.start
+            depth += 1
+            continue
+        if depth:
+            if tokenize.tok_name[token.type] == "FSTRING_END":
+                depth -= 1
+                if not depth:  # the whole f-string, as 3.11 gives it: one STRING token
+                    (row0, col0), (row1, col1) = fstring_start, token.end
+                    pending.append(text[offsets[row0 - 1] + col0 : offsets[row1 - 1] + col1])
             continue
         if token.type == tokenize.STRING:
             pending.append(token.string)
