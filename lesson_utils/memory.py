@@ -66,10 +66,15 @@ class PeakSampler:
     """Samples :func:`rss_anon` every millisecond in a thread; ``peak`` is the highest seen.
 
     ``samples`` counts the samples taken so far (on a busy machine the thread may be late).
+    The kernel updates ``RssAnon`` in batches, so an allocation shows up a little after it is
+    made: hold what you measure until the sampler has seen it (``tests/test_memory.py`` waits).
 
     Example:
+        >>> import time
         >>> with PeakSampler() as sampler:
         ...     block = bytearray(50_000_000)
+        ...     while sampler.peak - sampler.start < 40_000_000 and sampler.samples < 5_000:
+        ...         time.sleep(0.001)  # until RssAnon has caught up (a few ms; at most ~5 s)
         >>> sampler.peak - sampler.start > 40_000_000
         True
     """
