@@ -18,7 +18,7 @@ from lesson_utils.grade_probe import fresh_questions
 from lesson_utils.i18n import LOCALE_DIR, language, set_language
 
 FOLDER = Path(exercises_package.__file__).parent
-CHECKED = ["core.py"] + [f"lesson0{n}.py" for n in range(1, 8)]
+CHECKED = ["__init__.py", "core.py", "initialisation.py"] + [f"lesson0{n}.py" for n in range(1, 8)]
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 LESSONS = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07]
 

@@ -35,7 +35,7 @@ PACKAGE = ROOT / "lesson_utils"
 # The modules of this domain: every module of lesson_utils but the checkers' (domain "exercises"),
 # the teachers' grader and sandbox, the benchmark, and i18n itself.
 NOT_HERE = {"grade.py", "grade_worker.py", "grade_probe.py", "sandbox.py", "bench.py", "i18n.py"}
-HELPERS = sorted(path for path in PACKAGE.glob("*.py") if path.name not in NOT_HERE)
+HELPERS = sorted(path for path in PACKAGE.rglob("*.py") if path.name not in NOT_HERE and "exercises" not in path.parts)
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -233,6 +233,8 @@ def bare_text(node: ast.AST) -> str | None:
         return bare_text(node.left) or bare_text(node.right)
     if isinstance(node, ast.IfExp):
         return bare_text(node.body) or bare_text(node.orelse)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        return bare_text(node.func.value)  # "English {x}".format(x=...) is formatted, never translated
     return None
 
 
@@ -243,9 +245,11 @@ def shown_text(tree: ast.Module) -> list[tuple[int, ast.AST]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
             found += [(node.lineno, arg) for arg in node.exc.args[:1]]
+        elif isinstance(node, ast.Assert) and node.msg is not None:
+            found.append((node.lineno, node.msg))
         elif isinstance(node, ast.Call):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if name == "print" or name in SHOWN_METHODS:
+            if name in ("print", "warn") or name in SHOWN_METHODS:
                 found += [(node.lineno, arg) for arg in node.args]
             found += [(node.lineno, kw.value) for kw in node.keywords if kw.arg in SHOWN_KEYWORDS]
     return found
