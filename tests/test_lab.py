@@ -23,18 +23,24 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, b""
 
 
-def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path, free_port, start_server):
+def make_lab(target: str, tmp_path, free_port, start_server) -> tuple[str, str]:
+    """Run `make <target>` as the README says, on a free port with a known token; its URL and token."""
     port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     lab_args = f"--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
     base = f"http://127.0.0.1:{port}"
     start_server(
-        ["make", "--no-print-directory", "lab", f"LAB_ARGS={lab_args}"],
+        ["make", "--no-print-directory", target, f"LAB_ARGS={lab_args}"],
         ready_url=f"{base}/api/status?token={token}",
-        log=tmp_path / "lab.log",
+        log=tmp_path / f"{target}.log",
         cwd=ROOT,
         env=env,
     )
+    return base, token
+
+
+def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path, free_port, start_server):
+    base, token = make_lab("lab", tmp_path, free_port, start_server)
 
     status, body = get(f"{base}/api/contents/notebooks/00_start_here.ipynb?token={token}")
     assert status == 200
@@ -51,17 +57,7 @@ def test_make_lab_serves_the_start_notebook_with_a_token(tmp_path, free_port, st
 
 
 def test_make_lab_zh_serves_the_chinese_start_notebook_with_the_interface_in_chinese(tmp_path, free_port, start_server):
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    lab_args = f"--no-browser --port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token}"
-    base = f"http://127.0.0.1:{port}"
-    start_server(
-        ["make", "--no-print-directory", "lab-zh", f"LAB_ARGS={lab_args}"],
-        ready_url=f"{base}/api/status?token={token}",
-        log=tmp_path / "lab-zh.log",
-        cwd=ROOT,
-        env=env,
-    )
+    base, token = make_lab("lab-zh", tmp_path, free_port, start_server)
 
     status, body = get(f"{base}/api/contents/notebooks/zh/00_start_here.ipynb?token={token}")
     assert status == 200
