@@ -2,6 +2,7 @@
 with the message meant for them. Checkers inspect real objects and files."""
 
 import importlib.util
+import types
 
 import numpy as np
 import pytest
@@ -240,7 +241,10 @@ def resumed(path, lr=0.02, model=None, load_model=True, load_optimizer=True, kin
         model.load_state_dict(checkpoint["model_state_dict"], **options)
     if load_optimizer:
         optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    return {"model": model, "optimizer": optimizer, "checkpoint_path": path}
+    return {"model": model, "optimizer": optimizer, "checkpoint_path": path, "net": SETUP_NET}
+
+
+SETUP_NET = Net()  # stands for the set-up's `net` where an answer does not reuse it
 
 
 def test_l03_q2_optimizer_on_the_loaded_model(trained, checkpoint_path):
@@ -276,6 +280,16 @@ def test_l03_q2_optimizer_on_the_loaded_model(trained, checkpoint_path):
     expect(q, doubled, INCORRECT, "torch.float64 in `model` but torch.float32")
     expect(q, {**resumed(checkpoint_path), "model": Net().load_state_dict(net.state_dict())}, INCORRECT, "returned")
     expect(q, {**resumed(checkpoint_path), "checkpoint_path": checkpoint_path.parent}, INCORRECT, "is the folder")
+    # found by a helper playing a student: the set-up's net itself, with the set-up's optimizer...
+    expect(q, {**resumed(checkpoint_path), "model": net, "optimizer": optimizer, "net": net}, INCORRECT, "not a resume")
+    # ...and an optimizer built on the model's parameters in another order, then loaded
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    model = Net()
+    backwards = torch.optim.SGD(list(model.parameters())[::-1], lr=0.02, momentum=0.9)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    backwards.load_state_dict(checkpoint["optimizer_state_dict"])
+    answer = {"model": model, "optimizer": backwards, "checkpoint_path": checkpoint_path, "net": net}
+    expect(q, answer, INCORRECT, "momentum of")
 
 
 # lesson 04 -----------------------------------------------------------------------------------
@@ -468,7 +482,7 @@ def resumed_fp64(path, convert_first=True, load_state=True, other_model=False, l
         optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
     if not convert_first:
         model.double()
-    return {"model_fp64": model, "optimizer_fp64": optimizer, "checkpoint_path": path}
+    return {"model_fp64": model, "optimizer_fp64": optimizer, "checkpoint_path": path, "trained": SETUP_NET}
 
 
 def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
@@ -495,12 +509,15 @@ def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
         lean = Net().double()
     early = torch.optim.SGD(lean.parameters(), lr=0.1, momentum=0.9)  # before the assign=True load
     lean.load_state_dict({k: v.double() for k, v in checkpoint["model_state_dict"].items()}, assign=True)
-    names = {"model_fp64": lean, "optimizer_fp64": early, "checkpoint_path": momentum_checkpoint}
+    names = {"model_fp64": lean, "optimizer_fp64": early, "checkpoint_path": momentum_checkpoint, "trained": SETUP_NET}
     expect(q, names, INCORRECT, "`optimizer_fp64` holds meta tensors (no data): it was built before")
     linear = nn.Linear(2, 2).double()
     names = {"model_fp64": linear, "optimizer_fp64": torch.optim.SGD(linear.parameters(), lr=0.1, momentum=0.9)}
     result = expect(
-        q, {**names, "checkpoint_path": momentum_checkpoint}, INCORRECT, "Missing from the model: ['conv1.weight'"
+        q,
+        {**names, "checkpoint_path": momentum_checkpoint, "trained": SETUP_NET},
+        INCORRECT,
+        "Missing from the model: ['conv1.weight'",
     )
     assert "Unexpected in the model: ['weight', 'bias']" in result.message
     right = resumed_fp64(momentum_checkpoint)
@@ -508,6 +525,14 @@ def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
         q, {**right, "optimizer_fp64": right["optimizer_fp64"].state_dict()}, INCORRECT, "not a dict (a state_dict?)"
     )
     expect(q, {**right, "model_fp64": right["model_fp64"].state_dict()}, INCORRECT, "`model_fp64` is a dict")
+    # found by a helper playing a student: the set-up's trained model converted in place, its optimizer loaded
+    trained = Net()
+    trained.load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["model_state_dict"])
+    in_place = trained.double()
+    optimizer = torch.optim.SGD(in_place.parameters(), lr=0.1, momentum=0.9)
+    optimizer.load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"])
+    answer = {"model_fp64": in_place, "optimizer_fp64": optimizer, "checkpoint_path": momentum_checkpoint}
+    expect(q, {**answer, "trained": trained}, INCORRECT, "not a resume")
 
 
 def small_gan(steps=3):
@@ -753,3 +778,48 @@ def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new():
     target = Net(num_classes=4)
     target.load_state_dict({k: v for k, v in source.items() if not k.startswith("fc3")}, strict=False)
     expect(lesson04.q1, {"target": target, "source_state": source}, CORRECT)
+
+
+def test_a_choice_takes_a_full_width_letter_and_says_what_none_means():
+    q = lesson01.q3
+    expect(q, {"q3_answer": "ｂ"}, CORRECT)  # typed with a Chinese input method
+    result = expect(q, {"q3_answer": None}, NOT_ATTEMPTED, "one letter, in quotes")
+    assert "torch.save" not in result.message
+
+
+class FakeShell:
+    """IPython as seen from a check() cell: the result of the cell run before it."""
+
+    def __init__(self, error):
+        self.last_execution_result = types.SimpleNamespace(error_before_exec=None, error_in_exec=error)
+
+
+def test_check_after_a_cell_that_raised_is_not_correct(monkeypatch, capsys):
+    """lesson04.q1 without strict=False: load_state_dict copies every tensor that fits, then raises a
+    size mismatch; the target then looks right. Found by a helper playing a student."""
+    import IPython
+
+    source = Net()
+    source_state = source.state_dict()
+    target = Net(num_classes=4)
+    with pytest.raises(RuntimeError, match="size mismatch") as raised:
+        target.load_state_dict(source_state)
+    namespace = {"target": target, "source_state": source_state}
+    assert lesson04.q1.evaluate(namespace).status == CORRECT  # what it left behind looks right...
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell(raised.value))
+    globals().update(namespace)  # check() reads the caller's globals: this module's
+    try:
+        lesson04.q1.check()
+    finally:
+        for name in namespace:
+            globals().pop(name)
+    printed = capsys.readouterr().out
+    assert "INCORRECT" in printed and "raised RuntimeError: Error(s) in loading state_dict" in printed, printed
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell(None))  # the same answer, its cell fixed
+    globals().update(namespace)
+    try:
+        lesson04.q1.check()
+    finally:
+        for name in namespace:
+            globals().pop(name)
+    assert ": CORRECT" in capsys.readouterr().out

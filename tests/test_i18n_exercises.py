@@ -125,13 +125,15 @@ def test_hints_and_the_none_message_in_chinese(zh, capsys):
 
 
 def test_optimizer_messages_in_chinese(zh, net):
-    result = lesson03.q2.evaluate({"model": Net(), "optimizer": {}, "checkpoint_path": "x"})
+    result = lesson03.q2.evaluate({"model": Net(), "optimizer": {}, "checkpoint_path": "x", "net": Net()})
     assert result.message == "`optimizer` 应该是 torch.optim 的优化器，而不是 dict 对象（是 state_dict 吗？）"
     other = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
-    message = lesson03.q2.evaluate({"model": Net(), "optimizer": other, "checkpoint_path": "x"}).message
+    message = lesson03.q2.evaluate({"model": Net(), "optimizer": other, "checkpoint_path": "x", "net": Net()}).message
     assert message.startswith("`optimizer` 更新的并不正好是 `model` 的参数：请用 model.parameters() 创建它")
     assert message.endswith("。在另一个模型的参数上创建优化器，正是原课程里的那个 bug")
-    message = lesson07.q1.evaluate({"model_fp64": net, "optimizer_fp64": other, "checkpoint_path": "x"}).message
+    message = lesson07.q1.evaluate(
+        {"model_fp64": net, "optimizer_fp64": other, "checkpoint_path": "x", "trained": Net()}
+    ).message
     assert message.startswith("`optimizer_fp64` 更新的并不正好是 `model_fp64` 的参数")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,8 +94,25 @@ class Question:
         return result
 
     def check(self) -> None:
-        """Check the answer in the calling notebook's variables and print the result."""
-        print(self.evaluate(sys._getframe(1).f_globals))
+        """Check the answer in the calling notebook's variables and print the result.
+
+        An answer whose cell raised is not finished, even when what it left behind looks right
+        (``load_state_dict`` copies every tensor that fits before it raises a size mismatch): in
+        IPython, a right answer checked just after a cell that raised is *incorrect*, naming the
+        error. (The grader runs whole notebooks and reports such cells itself.)
+        """
+        result = self.evaluate(sys._getframe(1).f_globals)
+        error = _error_just_before()
+        if result.status == CORRECT and error is not None:
+            message = _(
+                "the cell run just before this check raised {error_type}: {error}. An answer that raises is not "
+                "finished: fix it and run it again (if the error came from another cell, run your answer cell "
+                "again, then check)"
+            )
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            result = Result(self.qid, INCORRECT, message.format(error_type=type(error).__name__, error=first_line))
+            RESULTS[self.qid] = result
+        print(result)
 
     def hint(self) -> None:
         print(_("Hint for {qid}: {hint}").format(qid=self.qid, hint=_(self._hint)))
@@ -102,6 +120,16 @@ class Question:
     def solution(self) -> None:
         """Print the worked answer: the solution notebook's marked region (``make exercises`` copies it)."""
         print(_("A solution for {qid}:").format(qid=self.qid) + "\n" + solution_text(self.qid))
+
+
+def _error_just_before() -> BaseException | None:
+    """The error of the cell IPython ran just before the one running now (None: it succeeded, or
+    this is not IPython)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    result = getattr(shell, "last_execution_result", None)
+    if result is None:
+        return None
+    return result.error_before_exec or result.error_in_exec
 
 
 def require_same_tensors(
@@ -222,7 +250,8 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
     text = prompt + "\n" + "\n".join(f"  {key}) {value}" for key, value in options.items())
 
     def checker(**answer: object) -> str:
-        value = str(answer[name]).strip().lower()
+        # NFKC: a full-width ｂ, as a Chinese input method types it, is b
+        value = unicodedata.normalize("NFKC", str(answer[name])).strip().lower()
         if value not in options:
             message = _("answer with one letter of {letters}, e.g. {name} = {example}")
             raise Incorrect(message.format(letters=sorted(options), name=name, example=repr(sorted(options)[0])))
@@ -230,7 +259,10 @@ def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: di
             raise Incorrect(_(why.get(value, NOT_THIS_ONE)))
         return f"{correct}) {_(options[correct])}"
 
-    return Question(qid, text, checker, names=[name], hint=hint)
+    # its None is not torch.save's: say what a choice needs instead
+    return Question(
+        qid, text, checker, names=[name], hint=hint, none_message=N_("A choice question takes one letter, in quotes")
+    )
 
 
 def _a(value: object) -> str:

@@ -178,8 +178,12 @@ q1 = Question(
 )
 
 
-def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object) -> str:
+def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object, net: object) -> str:
     require_net(model, "model", _("the question"))
+    if model is net:
+        raise Incorrect(
+            _("`model` is the set-up's `net` itself, not a resume: build a new Net() and load the checkpoint into it")
+        )
     bug = _("Building it on another model's parameters is the original lesson's bug")
     require_optimizer_for(optimizer, model, "optimizer", "model", bug)
     if not isinstance(optimizer, torch.optim.SGD):
@@ -200,9 +204,11 @@ def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: objec
         raise Incorrect(
             _("the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])")
         )
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    names = [name for name, _parameter in model.named_parameters()]
-    by_index = {i: optimizer.state[p] for i, p in enumerate(params) if p in optimizer.state}
+    # Each of the model's parameters, in the model's order, with the state the optimizer keeps for
+    # *it* (an optimizer built on the parameters in another order holds them under other numbers).
+    named = list(model.named_parameters())
+    names = [name for name, _parameter in named]
+    by_index = {i: optimizer.state[p] for i, (_name, p) in enumerate(named) if p in optimizer.state}
     require_same_tensors(
         _momentum(by_index, names),
         _momentum(checkpoint["optimizer_state_dict"]["state"], names),
@@ -218,7 +224,7 @@ q2 = Question(
     "Resume from `checkpoint_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) "
     "and load both states.",
     _optimizer_on_model,
-    names=["model", "optimizer", "checkpoint_path"],
+    names=["model", "optimizer", "checkpoint_path", "net"],
     hint=N_(
         "Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states."
     ),

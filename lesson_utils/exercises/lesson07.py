@@ -96,9 +96,18 @@ def _require_loaded(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sa
             raise Incorrect(message.format(name=name))
 
 
-def _state_where_its_parameters_are(model_fp64: object, optimizer_fp64: object, checkpoint_path: object) -> str:
+def _state_where_its_parameters_are(
+    model_fp64: object, optimizer_fp64: object, checkpoint_path: object, trained: object
+) -> str:
     model, optimizer = model_fp64, optimizer_fp64
     require_module(model, "model_fp64")
+    if model is trained:  # trained.double() converts trained itself and returns it
+        raise Incorrect(
+            _(
+                "`model_fp64` is the set-up's `trained` itself (.double() converts a model in place and returns "
+                "it), not a resume: build a new Net, load model_state_dict from `checkpoint_path` into it"
+            )
+        )
     require_optimizer_for(optimizer, model, "optimizer_fp64", "model_fp64")
     if any(t.dtype != torch.float64 for t in model.state_dict().values()):
         raise Incorrect(_("`model_fp64` should train in float64: call .double() (the stand-in for .to(device))"))
@@ -112,7 +121,7 @@ q1 = Question(
     "Resume from `checkpoint_path` a `Net` (`model_fp64`) that must train in float64 (`.double()`, standing in for "
     "`.to(device)`), with `optimizer_fp64` (SGD, lr=0.1, momentum=0.9) carrying the saved momentum.",
     _state_where_its_parameters_are,
-    names=["model_fp64", "optimizer_fp64", "checkpoint_path"],
+    names=["model_fp64", "optimizer_fp64", "checkpoint_path", "trained"],
     hint=N_("load_state_dict puts the optimizer's state where its parameters are at that moment: convert first."),
 )
 
