@@ -178,6 +178,13 @@ def check_notebook(lab: tuple[str, str], browser, name: str) -> None:
         lesson = name.removeprefix("zh/")
         if lesson in WIDGETS:
             WIDGETS[lesson](page, texts)
+            # The widget's text arrives before its plot: wait until the kernel is done, so the
+            # screenshot shows the widget's whole answer (the histogram of the new key, not the old).
+            page.wait_for_function(
+                "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
+                timeout=60_000,
+            )
+            page.wait_for_timeout(500)  # the image's paint after the idle message
     finally:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / name.replace("zh/", "zh-").replace(".ipynb", ".png")))
