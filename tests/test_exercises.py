@@ -769,15 +769,22 @@ def test_l03_q1_needs_the_real_epoch_of_training(trained, tmp_path):
     expect(lesson03.q1, {"net": real, "checkpoint_path": path}, INCORRECT, "momentum buffers are not the ones")
 
 
-def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new():
-    """A student who seeds 0 before Net(num_classes=4) draws the untrained source's first head rows
-    again: that head is freshly initialised, not copied (a helper playing a student found this)."""
+def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new_and_copied_rows_are_not():
+    """As the set-up draws them: seed 0, a Net for ddp_state, then the source. A student who seeds
+    0 again before Net(num_classes=4) draws a fresh head (accepted); one who copies the source's
+    first 4 weight rows into the new head is refused, even with the head's own bias (both found
+    by helpers playing students; the set-up once drew the source first, and a seed-0 4-class
+    head then *was* its first rows)."""
     seed_everything(0)
+    Net()  # ddp_state's
     source = Net().state_dict()
     seed_everything(0)
     target = Net(num_classes=4)
     target.load_state_dict({k: v for k, v in source.items() if not k.startswith("fc3")}, strict=False)
     expect(lesson04.q1, {"target": target, "source_state": source}, CORRECT)
+    with torch.no_grad():
+        target.fc3.weight.copy_(source["fc3.weight"][:4])
+    expect(lesson04.q1, {"target": target, "source_state": source}, INCORRECT, "takes rows [0, 1, 2, 3]")
 
 
 def test_a_choice_takes_a_full_width_letter_and_says_what_none_means():
