@@ -46,10 +46,12 @@ def domain_of(path: Path) -> str:
     return "exercises" if "exercises" in path.relative_to(PACKAGE).parts else "lesson_utils"
 
 
-def extract(package: Path = PACKAGE) -> dict[str, Catalog]:
-    """A template catalog per domain: every marked message with where it is used."""
-    templates = {domain: Catalog(project="lesson-utils", domain=domain, fuzzy=False) for domain in DOMAINS}
+def extract(domains: tuple[str, ...] = DOMAINS, package: Path = PACKAGE) -> dict[str, Catalog]:
+    """A template catalog per domain asked for: every marked message with where it is used."""
+    templates = {domain: Catalog(project="lesson-utils", domain=domain, fuzzy=False) for domain in domains}
     for path in sorted(package.rglob("*.py")):
+        if domain_of(path) not in templates:
+            continue
         relative = path.relative_to(package.parent).as_posix()
         for lineno, message, comments, _context in extract_from_file("python", path, keywords=KEYWORDS):
             if isinstance(message, tuple):
@@ -74,9 +76,7 @@ def placeholders(text: str) -> list[tuple[str, str, str]] | None:
 def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
     """Why ``language``'s catalogs are not complete and compiled ([] when they are)."""
     found = []
-    for domain, template in extract().items():
-        if domain not in domains:
-            continue
+    for domain, template in extract(domains).items():
         po = po_path(language, domain)
         if not po.is_file():
             found.append(f"{po.relative_to(ROOT)} is missing: run `make translations`")
@@ -117,9 +117,7 @@ def problems(language: str, domains: tuple[str, ...] = DOMAINS) -> list[str]:
 def update(language: str, domains: tuple[str, ...] = DOMAINS) -> list[Path]:
     """Merge the extracted messages into ``language``'s .po files and compile them; the files written."""
     written = []
-    for domain, template in extract().items():
-        if domain not in domains:
-            continue
+    for domain, template in extract(domains).items():
         po = po_path(language, domain)
         po.parent.mkdir(parents=True, exist_ok=True)
         if po.is_file():

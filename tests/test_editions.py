@@ -36,31 +36,29 @@ LANGUAGE_CELL = 'from lesson_utils import set_language\nset_language("zh_CN")'
 
 
 def _string_group(literals: list[str]) -> tuple:
-    """One token for adjacent string literals: its text, and the expressions its f-strings format."""
-    expressions, text = [], []
+    """One token for adjacent string literals: the expressions their f-strings format (their text
+    is judged by :func:`string_differences`, which knows where the string is used)."""
+    expressions = []
     for literal in literals:
         node = ast.parse(literal.strip(), mode="eval").body
-        for part in node.values if isinstance(node, ast.JoinedStr) else [node]:
+        for part in node.values if isinstance(node, ast.JoinedStr) else []:
             if isinstance(part, ast.FormattedValue):
                 spec = "".join(
                     piece.value if isinstance(piece, ast.Constant) else "{" + ast.unparse(piece.value) + "}"
                     for piece in (part.format_spec.values if part.format_spec else [])
                 )
                 expressions.append(f"{ast.unparse(part.value)}!{part.conversion}:{spec}")
-                text.append("{}")
-            else:
-                text.append(part.value if isinstance(part.value, str) else repr(part.value))
-    return ("<string>", tuple(sorted(expressions)), "".join(text))
+    return ("<string>", tuple(sorted(expressions)))
 
 
 def code_tokens(source: str) -> list[tuple]:
     """The tokens of ``source`` that are code: no comments or blank lines; adjacent string
-    literals as one token holding their text and the expressions their f-strings format.
+    literals as one token holding the expressions their f-strings format.
 
     >>> len(code_tokens('print("hello", x)  # say hello')) == len(code_tokens('print("你好",\\n      x)'))
     True
     >>> code_tokens('x = f"{loss:.3f} s"')[-2]
-    ('<string>', ('loss!-1:.3f',), '{} s')
+    ('<string>', ('loss!-1:.3f',))
     """
     tokens: list[tuple] = []
     pending: list[str] = []
@@ -96,14 +94,6 @@ def code_tokens(source: str) -> list[tuple]:
     return tokens
 
 
-def same_token(english: tuple, chinese: tuple) -> bool:
-    """Equal, except that a string's text may differ (:func:`string_differences` judges where);
-    an f-string's expressions may not."""
-    if english[0] == "<string>" == chinese[0]:
-        return english[1] == chinese[1]
-    return english == chinese
-
-
 def code_difference(english: str, chinese: str) -> str | None:
     """Where ``chinese`` stops being ``english``'s code (None if it is the same code).
 
@@ -116,7 +106,7 @@ def code_difference(english: str, chinese: str) -> str | None:
     """
     en_tokens, zh_tokens = code_tokens(english), code_tokens(chinese)
     for en, zh in zip(en_tokens, zh_tokens, strict=False):
-        if same_token(en, zh):
+        if en == zh:
             continue
         if en[0] == "<string>" == zh[0]:
             return f"a string formats {zh[1]} instead of {en[1]}"

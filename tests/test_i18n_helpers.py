@@ -266,28 +266,6 @@ def test_every_message_a_student_sees_is_marked_for_translation(path):
     assert not bare, "wrap these in _() (with named {placeholders}, never an f-string):\n" + "\n".join(bare)
 
 
-def literal(node: ast.AST) -> bool:
-    return isinstance(node, ast.Constant) and isinstance(node.value, str)
-
-
-@pytest.mark.parametrize("path", HELPERS, ids=lambda path: path.name)
-def test_gettext_gets_a_whole_message(path):
-    """``N_()`` marks one string literal (Babel extracts only literals); ``_()`` gets a literal or
-    a text ``N_()`` marked, never an f-string, a sum or a ``.format()`` (formatted before the lookup)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    wrong = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"_", "N_"}):
-            continue
-        (argument,) = node.args
-        formatted = isinstance(argument, (ast.JoinedStr, ast.BinOp)) or (
-            isinstance(argument, ast.Call) and getattr(argument.func, "attr", "") == "format"
-        )
-        if formatted or (node.func.id == "N_" and not literal(argument)):
-            wrong.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
-    assert not wrong, "\n".join(wrong)
-
-
 def bound_names(scope: ast.AST) -> set[str]:
     """The names ``scope`` (a module or function) assigns itself, not in nested functions or comprehensions.
 
