@@ -66,15 +66,18 @@ class PeakSampler:
     """Samples :func:`rss_anon` every millisecond in a thread; ``peak`` is the highest seen.
 
     ``samples`` counts the samples taken so far (on a busy machine the thread may be late).
-    The kernel updates ``RssAnon`` in batches, so an allocation shows up a little after it is
-    made: hold what you measure until the sampler has seen it (``tests/test_memory.py`` waits).
+    It sees memory the process newly makes resident: in a long-lived process, malloc may hand
+    back heap pages that are resident already, which no ``RssAnon`` sampler can see (so the
+    example maps fresh pages itself; the lesson measures each load in a fresh process).
 
     Example:
-        >>> import time
+        >>> import mmap
         >>> with PeakSampler() as sampler:
-        ...     block = bytearray(50_000_000)
+        ...     block = mmap.mmap(-1, 50_000_000, flags=mmap.MAP_PRIVATE)  # fresh private pages...
+        ...     block[::4096] = b"x" * len(range(0, 50_000_000, 4096))  # ...made resident
         ...     while sampler.peak - sampler.start < 40_000_000 and sampler.samples < 5_000:
-        ...         time.sleep(0.001)  # until RssAnon has caught up (a few ms; at most ~5 s)
+        ...         time.sleep(0.001)  # until the thread has sampled it (at most ~5 s)
+        ...     block.close()
         >>> sampler.peak - sampler.start > 40_000_000
         True
     """

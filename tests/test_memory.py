@@ -1,5 +1,6 @@
 """Measuring memory and loads (not their timings: the machine is shared and noisy)."""
 
+import mmap
 import time
 
 import pytest
@@ -10,16 +11,18 @@ from lesson_utils.memory import PeakSampler, mapped_from, measure_load
 
 def test_peak_sampler_sees_a_short_lived_allocation():
     with PeakSampler() as sampler:
-        block = b"x" * 80_000_000
+        # Fresh anonymous pages, touched: malloc could reuse heap pages that are resident already.
+        block = mmap.mmap(-1, 80_000_000, flags=mmap.MAP_PRIVATE)
+        block[::4096] = b"x" * len(range(0, 80_000_000, 4096))
         # Keep the block until the thread has sampled a few times since it was made and its peak
-        # rose (not for a fixed time: on a busy machine the thread can be late, and the kernel's
-        # RSS counters are updated in batches), at most 30 s; then free it before the end.
+        # rose (not for a fixed time: on a busy machine the thread can be late), at most 30 s;
+        # then free it before the end.
         seen, deadline = sampler.samples, time.monotonic() + 30
         while time.monotonic() < deadline and (
             sampler.samples < seen + 3 or sampler.peak - sampler.start <= 70_000_000
         ):
             time.sleep(0.001)
-        del block
+        block.close()
     assert sampler.samples >= seen + 3, "the sampling thread did not run for 30 s"
     assert sampler.peak - sampler.start > 70_000_000
 
