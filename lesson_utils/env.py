@@ -19,11 +19,13 @@ import lesson_utils
 from lesson_utils.data import DATA_ENV, cifar10_dir, cifar10_on_disk
 from lesson_utils.i18n import N_, _, display_width
 from lesson_utils.models import PRETRAINED_ENV, imagenet_weights_file
+from lesson_utils.numerics import profile_report
 
 # What the printed report calls a key, in the chosen language (the returned dict keeps the keys).
 LABELS = {
     "device": N_("device"),
     "cpu threads": N_("cpu threads"),
+    "numeric profile": N_("numeric profile"),
     "ImageNet VGG16 weights": N_("ImageNet VGG16 weights"),
 }
 FOUND_AT, FOUND_UNDER, NOT_FOUND = N_("found at {path}"), N_("found under {path}"), N_("not found")
@@ -59,6 +61,7 @@ def env_report() -> dict[str, str]:
         "lesson-utils": lesson_utils.__version__,  # the collection's version (pyproject.toml, CHANGELOG.md)
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "cpu threads": str(torch.get_num_threads()),
+        "numeric profile": profile_report(),  # what makes training give the stored bits (lesson 03)
         **{key: describe(key, lambda message: message) for key in optional},  # English: data
     }
     shown = {_(LABELS.get(key, key)): describe(key, _) if key in optional else value for key, value in report.items()}

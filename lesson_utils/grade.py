@@ -46,6 +46,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from lesson_utils import grade_probe, grade_worker
+from lesson_utils.numerics import numeric_environment
 from lesson_utils.processes import run
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -283,7 +284,9 @@ class Grader:
                 "fingerprints": self.fingerprints,
                 "tag": tag,
                 "sandbox": self.sandbox,
-                "kernel_env": {"OMP_NUM_THREADS": "1"} if self.jobs > 1 else {},  # N kernels, not N x cores threads
+                # the numeric profile (one thread, pinned kernels), as the stored outputs were made:
+                # a replay in the kernel gives the bits the notebook's author saw, on any machine
+                "kernel_env": numeric_environment(),
             }
             (private / "params.json").write_text(json.dumps(params))
             output, result = "", {"status": "grading failed", "reason": "the grading process did not start"}

@@ -9,8 +9,9 @@
 
 Stored outputs must hold on every machine, so unless ``--keep-switches`` is given the
 opt-in switches (cached ImageNet weights, CIFAR-10) are turned off while executing: the
-default, offline path is what gets stored. Kernels compute with one CPU thread
-(``OMP_NUM_THREADS=1``, as under the tests), whatever the number of cores. A cell that raises fails the run, except the
+default, offline path is what gets stored. Kernels start under the numeric profile
+(``lesson_utils.numerics``: one thread, pinned kernels, as under the tests), whatever the CPU;
+storing outputs where the profile cannot hold is refused (``--time`` and ``--out`` still run). A cell that raises fails the run, except the
 cells tagged ``raises-exception`` (they show an error on purpose).
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from lesson_utils import numerics
 from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,9 +61,16 @@ def main(argv: list[str] | None = None) -> None:
     if not args.keep_switches:
         for name in OPT_IN:
             os.environ.pop(name, None)
-    # One CPU thread, as the tests run them (conftest.py): the stored outputs must not depend on
-    # how many cores this machine has (torch's sums, and so lesson 04's accuracies, do).
-    os.environ["OMP_NUM_THREADS"] = "1"
+    # The numeric profile, as the tests run them (conftest.py): the stored outputs must not depend
+    # on this machine's cores or instruction set (torch's sums, and so lesson 04's accuracies, do).
+    os.environ.update(numerics.numeric_environment())
+    gaps = numerics.why_not_pinned()
+    if gaps and not (args.time or args.no_write or args.out):
+        sys.exit(
+            "refusing to store outputs: the numeric profile cannot hold here ("
+            + "; ".join(gaps)
+            + "), so the stored numbers would not reproduce elsewhere. Use --out or --no-write."
+        )
     paths = [p.resolve() for p in args.notebooks] or all_notebooks()
     seconds, failed = {}, {}
     for path in paths:
