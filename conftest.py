@@ -17,6 +17,7 @@ def pytest_configure(config) -> None:
     start. (One thread also lets pytest-xdist's two workers share two cores without waiting.)"""
     os.environ.update(numerics.numeric_environment())
     config.numeric_profile_gaps = numerics.why_not_pinned()
+    config.numeric_profile_differences = []
 
 
 def pytest_report_header(config) -> list[str]:
@@ -26,18 +27,40 @@ def pytest_report_header(config) -> list[str]:
         return ["numeric profile: pinned; notebooks are compared bit for bit with their stored outputs"]
     return [
         "numeric profile: NOT pinned on this machine (" + "; ".join(gaps) + ").",
-        f"  Cells tagged {numerics.TAG!r} (numbers from training) are checked by their assertions,",
-        "  not by their printed output; every other cell is compared as usual.",
+        f"  Cells tagged {numerics.TAG!r} (numbers from training) are checked by their assertions;",
+        "  printed numbers that differ from the stored ones are listed at the end, not failed.",
+        "  Every other cell is compared as usual.",
     ]
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items) -> None:
-    """Where the profile cannot hold, a tagged cell still runs (its assertions still run), but its
-    printed numbers, which come from training, are not compared with the stored ones."""
-    if not config.numeric_profile_gaps:
-        return
-    for item in items:
-        cell = getattr(item, "cell", None)
-        if cell is not None and numerics.TAG in cell.metadata.get("tags", []):
-            item.options["check"] = False
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Where the profile cannot hold, a tagged cell still runs and its assertions still count, but
+    printed numbers that differ from the stored ones (they come from training) are not a failure:
+    they are listed at the end of the run instead. An error in the cell still fails it."""
+    outcome = yield
+    report = outcome.get_result()
+    cell = getattr(item, "cell", None)
+    if (
+        report.when == "call"
+        and report.failed
+        and item.config.numeric_profile_gaps
+        and cell is not None
+        and numerics.TAG in cell.metadata.get("tags", [])
+        and call.excinfo is not None
+        and str(call.excinfo.value) == "Cell outputs differ"  # nbval's words for a mismatch, not an error
+    ):
+        report.outcome = "passed"
+        report.longrepr = None
+        item.config.numeric_profile_differences.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    differences = getattr(config, "numeric_profile_differences", [])
+    if differences:
+        terminalreporter.write_line(
+            f"numeric profile not pinned: {len(differences)} cell(s) tagged {numerics.TAG!r} printed other "
+            "training numbers than the stored ones (expected on this machine; their assertions passed):"
+        )
+        for nodeid in differences:
+            terminalreporter.write_line(f"  {nodeid}")

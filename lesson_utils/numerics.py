@@ -23,8 +23,8 @@ Where it cannot hold (:func:`why_not_pinned`): another CPU architecture (ARM, su
 Silicon), an x86 CPU without AVX2, a torch other than the pinned one, a build without MKL or
 oneDNN, a GPU doing the computing. There the lessons teach the same things with other last
 bits, and the tests compare the cells tagged :data:`TAG` by their assertions instead of their
-printed numbers. ``LESSON_NUMERIC_PROFILE=off`` makes any machine behave like that (nothing is
-pinned), to see what the profile prevents.
+printed numbers. ``LESSON_NUMERIC_PROFILE=off`` makes any machine behave like that (only the
+thread count is pinned, as there), to see what the profile prevents and to test that path.
 
 Example:
     >>> use_numeric_profile()
@@ -49,7 +49,7 @@ PROFILE: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's vectorised kernels: 8 floats at a time
     "MKL_CBWR": "COMPATIBLE",  # MKL's reproducibility mode: one code path on Intel and AMD alike
 }
-SWITCH = "LESSON_NUMERIC_PROFILE"  # "off": pin nothing, as on a machine where the profile cannot hold
+SWITCH = "LESSON_NUMERIC_PROFILE"  # "off": pin the thread count only, as where the profile cannot hold
 PINNED_TORCH = "2.14.1"  # the outputs stored in the notebooks come from this build (pyproject.toml)
 TAG = "profile-dependent"  # a cell whose printed numbers come from training: the same bits only under the profile
 X86 = {"x86_64", "amd64", "x64"}
@@ -113,16 +113,14 @@ def numeric_environment() -> dict[str, str]:
     """The environment variables of the profile that apply on this machine, for a process to start with.
 
     All of :data:`PROFILE` on an x86 CPU with AVX2; only the thread count elsewhere (an AVX2
-    kernel would not run there, and the other switches are x86 libraries'); nothing under
+    kernel would not run there, and the other switches are x86 libraries'), and under
     ``LESSON_NUMERIC_PROFILE=off``.
 
     Example:
         >>> numeric_environment()["OMP_NUM_THREADS"]
         '1'
     """
-    if os.environ.get(SWITCH) == "off":
-        return {}
-    if cpu_has_avx2() is not True:
+    if os.environ.get(SWITCH) == "off" or cpu_has_avx2() is not True:
         return {key: value for key, value in PROFILE.items() if key.endswith("_NUM_THREADS")}
     return dict(PROFILE)
 
@@ -132,8 +130,8 @@ def use_numeric_profile() -> None:
 
     It sets :data:`PROFILE`'s environment variables (oneDNN and ATen read theirs when torch
     first needs them, MKL when it starts) and ``torch.set_num_threads(1)``. Calling it again is
-    harmless. Under ``LESSON_NUMERIC_PROFILE=off`` it pins nothing; on an x86 CPU without AVX2
-    it pins only the thread count (an AVX2 kernel would not run there).
+    harmless. Where the profile cannot hold (an x86 CPU without AVX2, where an AVX2 kernel would
+    not run; ARM) and under ``LESSON_NUMERIC_PROFILE=off``, it pins the thread count only.
 
     Example:
         >>> use_numeric_profile()
@@ -142,8 +140,6 @@ def use_numeric_profile() -> None:
         1
     """
     wanted = numeric_environment()
-    if not wanted:
-        return
     os.environ.update(wanted)
     import torch
 
