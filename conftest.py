@@ -8,6 +8,9 @@ import pytest
 
 from lesson_utils import numerics
 
+DIFFERS = "numeric profile: printed other numbers"
+_differences: list[str] = []  # node ids of tagged cells whose printed numbers differed (this run)
+
 
 def pytest_configure(config) -> None:
     """Every kernel nbval starts, and every process the tests start, computes under the numeric
@@ -17,7 +20,6 @@ def pytest_configure(config) -> None:
     start. (One thread also lets pytest-xdist's two workers share two cores without waiting.)"""
     os.environ.update(numerics.numeric_environment())
     config.numeric_profile_gaps = numerics.why_not_pinned()
-    config.numeric_profile_differences = []
 
 
 def pytest_report_header(config) -> list[str]:
@@ -52,11 +54,15 @@ def pytest_runtest_makereport(item, call):
     ):
         report.outcome = "passed"
         report.longrepr = None
-        item.config.numeric_profile_differences.append(item.nodeid)
+        report.user_properties.append((DIFFERS, item.nodeid))  # travels to xdist's controller with the report
+
+
+def pytest_runtest_logreport(report) -> None:
+    _differences.extend(nodeid for key, nodeid in report.user_properties if key == DIFFERS)
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    differences = getattr(config, "numeric_profile_differences", [])
+    differences = sorted(set(_differences))
     if differences:
         terminalreporter.write_line(
             f"numeric profile not pinned: {len(differences)} cell(s) tagged {numerics.TAG!r} printed other "

@@ -11,7 +11,8 @@ Stored outputs must hold on every machine, so unless ``--keep-switches`` is give
 opt-in switches (cached ImageNet weights, CIFAR-10) are turned off while executing: the
 default, offline path is what gets stored. Kernels start under the numeric profile
 (``lesson_utils.numerics``: one thread, pinned kernels, as under the tests), whatever the CPU;
-storing outputs where the profile cannot hold is refused (``--time`` and ``--out`` still run). A cell that raises fails the run, except the
+storing outputs where the profile cannot hold is refused (``--time`` and ``--out`` still run).
+A cell that raises fails the run, except the
 cells tagged ``raises-exception`` (they show an error on purpose).
 """
 

@@ -42,14 +42,14 @@ def test_check_passes_on_the_repository(capsys) -> None:
 
 def test_check_fails_on_a_hand_edited_blank_notebook_and_writing_repairs_it(tree: Path, capsys) -> None:
     blank = tree / "notebooks" / "exercises" / "01_weights.ipynb"
-    edit(blank, 3, "weights_path = 'my answer'")
+    edit(blank, 4, "weights_path = 'my answer'")
     assert build_exercises.main(["--check", "--root", str(tree)]) == 1
     assert "notebooks/exercises/01_weights.ipynb: differs" in capsys.readouterr().err
 
     assert build_exercises.main(["--root", str(tree)]) == 0
     assert build_exercises.stale(tree) == []
     regenerated = nbformat.read(blank, as_version=4)
-    assert regenerated.cells[3].source == "weights_path = None  # your code here"
+    assert regenerated.cells[4].source == "weights_path = None  # your code here"
     assert all(not c.outputs and c.execution_count is None for c in regenerated.cells if c.cell_type == "code")
 
 
@@ -71,8 +71,8 @@ def test_check_fails_on_a_hand_edited_solutions_json(tree: Path, capsys) -> None
     ],
 )
 def test_a_broken_region_is_an_error_naming_the_notebook_and_cell(tree: Path, source: str, problem: str) -> None:
-    edit(tree / "notebooks" / "exercises" / "solutions" / "01_weights_solutions.ipynb", 3, source)
-    with pytest.raises(build_exercises.ExerciseError, match="01_weights_solutions.ipynb, cell 3: ") as error:
+    edit(tree / "notebooks" / "exercises" / "solutions" / "01_weights_solutions.ipynb", 4, source)
+    with pytest.raises(build_exercises.ExerciseError, match="01_weights_solutions.ipynb, cell 4: ") as error:
         build_exercises.build(tree)
     assert problem in str(error.value)
     assert build_exercises.main(["--check", "--root", str(tree)]) == 2
@@ -107,7 +107,7 @@ def test_every_question_has_a_solution_and_every_answer_cell_a_region() -> None:
 def test_placeholders() -> None:
     blanks = build_exercises.build(ROOT)
     lesson07 = blanks[ROOT / "notebooks" / "exercises" / "07_devices_optimizers.ipynb"]
-    assert lesson07.cells[3].source == "model_fp64 = optimizer_fp64 = None  # your code here"
+    assert lesson07.cells[4].source == "model_fp64 = optimizer_fp64 = None  # your code here"
     assert lesson07.cells[0].source.startswith("# Exercises · Lesson 07: ")
     assert "](../07_devices_optimizers_formats.ipynb)" in lesson07.cells[0].source
 
@@ -124,12 +124,12 @@ def test_code_outside_the_markers_stays_and_the_placeholder_keeps_the_indentatio
     solution = tree / "notebooks" / "exercises" / "solutions" / "05_big_models_solutions.ipynb"
     edit(
         solution,
-        3,
+        4,
         'with torch.device("meta"):\n    ### BEGIN SOLUTION\n    model = Net()\n    ### END SOLUTION\n'
         "model.load_state_dict(torch.load(weights_path, mmap=True, weights_only=True), assign=True)",
     )
     blanks = build_exercises.build(tree)
-    assert blanks[tree / "notebooks" / "exercises" / "05_big_models.ipynb"].cells[3].source == (
+    assert blanks[tree / "notebooks" / "exercises" / "05_big_models.ipynb"].cells[4].source == (
         'with torch.device("meta"):\n    model = None  # your code here\n'
         "model.load_state_dict(torch.load(weights_path, mmap=True, weights_only=True), assign=True)"
     )

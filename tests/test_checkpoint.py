@@ -1,3 +1,4 @@
+import collections
 import multiprocessing
 import os
 import pickle
@@ -6,22 +7,32 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
+import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.serialization import config
 
 from lesson_utils import Net
+from lesson_utils import checkpoint as ckpt
 from lesson_utils.checkpoint import (
+    CheckpointDeviceError,
+    CheckpointError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
     IncompleteCheckpointError,
     NotACheckpointError,
     UnsafeCheckpointError,
+    UnverifiedCheckpointWarning,
     checkpoint_name,
     latest_checkpoint,
+    latest_valid_checkpoint,
     load_checkpoint,
     save_checkpoint,
     tensor_record_spans,
@@ -100,7 +111,7 @@ def test_empty_file(tmp_path):
 def test_truncated_file(good, keep):
     data = good.read_bytes()
     good.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(CorruptCheckpointError, match=r"good\.pt is truncated or corrupt .*Load the previous"):
+    with pytest.raises(CorruptCheckpointError, match=r"good\.pt is truncated or corrupt .*latest_valid_checkpoint"):
         load_checkpoint(good)
 
 
@@ -295,3 +306,278 @@ def test_unusual_tensors_are_hashed_and_verified_too(tmp_path):
     loaded = load_checkpoint(save_checkpoint(tmp_path / "c.pt", state))
     assert torch.equal(loaded["sparse"].to_dense(), state["sparse"].to_dense())
     assert loaded["bf16"].dtype == torch.bfloat16 and loaded["empty"].numel() == 0
+
+
+# --- the faults an expert found (issue 25): what may be saved is what weights_only loads, damage reads
+# as damage, the machine's errors as the machine's, one process-wide CRC switch shared safely by threads,
+# rotation that reads the new file back before deleting, and a resume that skips a damaged newest file.
+
+
+class Point(NamedTuple):
+    x: float
+    y: float
+
+
+class Tagged(torch.Tensor):
+    """A tensor subclass nobody allowed."""
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (collections.defaultdict(int, a=1), "collections.defaultdict"),
+        (Point(1.0, 2.0), "Point"),
+        (torch.ones(2).as_subclass(Tagged), "Tagged"),
+        (collections.deque([1, 2]), "collections.deque"),
+    ],
+    ids=["defaultdict", "namedtuple", "tensor subclass", "deque"],
+)
+def test_what_weights_only_would_refuse_is_refused_before_anything_is_written(tmp_path, value, named):
+    with pytest.raises(TypeError, match=rf"checkpoint\['extra'\] is a .*{named}.*refuses to read back"):
+        save_checkpoint(tmp_path / "c.pt", {"epoch": 1, "extra": value})
+    assert list(tmp_path.iterdir()) == [], "no file, and no temporary, is left behind"
+
+
+def test_what_weights_only_reads_is_saved_and_comes_back(tmp_path):
+    values = {
+        "complex": complex(1, -2),
+        "bytearray": bytearray(b"\x00\x01"),
+        "set": {1, 2, 3},
+        "counter": collections.Counter("aab"),
+        "ordered": collections.OrderedDict(a=1),
+        "size": torch.Size([2, 3]),
+        "dtype": torch.bfloat16,
+        "device": torch.device("cpu"),
+        "parameter": torch.nn.Parameter(torch.ones(2)),
+    }
+    path = save_checkpoint(tmp_path / "c.pt", values)
+    loaded = load_checkpoint(path)
+    for key, value in values.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(loaded[key], value)
+        else:
+            assert loaded[key] == value and type(loaded[key]) is type(value), key
+
+
+def small_checkpoint(tmp_path: Path, writer: str) -> Path:
+    content = {"epoch": 3, "w": torch.arange(6.0), "opt": {"lr": 0.1, "betas": (0.9, 0.99), "step": 7}}
+    if writer == "save_checkpoint":
+        return save_checkpoint(tmp_path / "c.pt", content)
+    torch.save(content, tmp_path / "c.pt")  # compute_crc32 on: torch.save's default
+    return tmp_path / "c.pt"
+
+
+@pytest.mark.parametrize("writer", ["save_checkpoint", "torch.save"])
+def test_a_flipped_byte_anywhere_reads_as_damage_never_as_unsafe_or_a_bare_exception(tmp_path, writer):
+    path = small_checkpoint(tmp_path, writer)
+    original = path.read_bytes()
+    expected = load_checkpoint(path)
+    outcomes, caught = collections.Counter(), set()
+    for position in range(len(original)):
+        damaged = bytearray(original)
+        damaged[position] ^= 0x10
+        path.write_bytes(damaged)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UnverifiedCheckpointWarning)
+                loaded = load_checkpoint(path)
+        except UnsafeCheckpointError as error:
+            pytest.fail(f"byte {position}: damage reported as unsafe: {error}")
+        except CheckpointError as error:
+            outcomes[type(error).__name__] += 1
+            caught.add(position)
+            continue
+        except Exception as error:  # noqa: BLE001
+            pytest.fail(f"byte {position}: {type(error).__name__} escaped: {error}")
+        # it loaded: then the byte was one that carries no content (an id, padding), and the content is intact
+        assert loaded.keys() == expected.keys() and torch.equal(loaded["w"], expected["w"]), position
+        assert loaded["opt"] == expected["opt"] and loaded["epoch"] == expected["epoch"], position
+        outcomes["loaded intact"] += 1
+    # every byte that carries content (the pickle, the tensors) was caught, not only some
+    path.write_bytes(original)
+    content = [span for name, span in _record_spans(path).items() if name.endswith(("data.pkl", "/data/0"))]
+    for start, end in content:
+        for position in range(start, end):
+            assert position in caught, f"byte {position} of the content loaded without a word"
+    assert outcomes["loaded intact"] + len(caught) == len(original), outcomes
+
+
+def _record_spans(path: Path) -> dict[str, tuple[int, int]]:
+    """Every record's data span, from its local header (tensor_record_spans covers the tensors only)."""
+    spans = dict(tensor_record_spans(path))
+    with zipfile.ZipFile(path) as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith("/data.pkl"))
+    spans[name] = ckpt._pickle_span(path)
+    return spans
+
+
+def test_a_damaged_pickle_is_caught_before_it_is_unpickled(tmp_path):
+    path = small_checkpoint(tmp_path, "save_checkpoint")
+    start, end = ckpt._pickle_span(path)
+    data = bytearray(path.read_bytes())
+    data[(start + end) // 2] ^= 0x01
+    path.write_bytes(data)
+    with pytest.raises(CorruptCheckpointError, match=r"its pickle \(data\.pkl\) no longer matches.*not unpickled"):
+        load_checkpoint(path)
+
+
+def test_a_file_nothing_can_verify_loads_with_a_warning(tmp_path):
+    before = config.save.compute_crc32
+    config.save.compute_crc32 = False
+    try:
+        torch.save({"epoch": 1, "w": torch.ones(3)}, tmp_path / "bare.pt")
+    finally:
+        config.save.compute_crc32 = before
+    with pytest.warns(UnverifiedCheckpointWarning, match="loaded unverified"):
+        assert load_checkpoint(tmp_path / "bare.pt")["epoch"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(small_checkpoint(tmp_path, "save_checkpoint"))  # verified: not a word
+        load_checkpoint(small_checkpoint(tmp_path, "torch.save"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("location", ["cuda", "cuda:0", torch.device("cuda", 3)])
+def test_a_missing_device_is_reported_as_such_not_as_damage(tmp_path, location):
+    path = small_checkpoint(tmp_path, "save_checkpoint")
+    with pytest.raises(CheckpointDeviceError, match=r"this machine has no such device \(0 CUDA device"):
+        load_checkpoint(path, map_location=location)
+
+
+def test_a_map_location_that_is_no_device_says_what_it_expected(tmp_path):
+    with pytest.raises(CheckpointDeviceError, match=r"map_location='gpu' is not a device: use 'cpu', 'cuda'"):
+        load_checkpoint(small_checkpoint(tmp_path, "save_checkpoint"), map_location="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_file_saved_on_a_gpu_without_map_location_is_a_device_error(tmp_path):
+    from lesson_utils.gpu_file import save_as_gpu_file
+
+    save_as_gpu_file({"w": torch.ones(2)}, tmp_path / "gpu.pt")
+    with pytest.raises(CheckpointDeviceError, match="saved on a device this machine lacks.*map_location='cpu'"):
+        load_checkpoint(tmp_path / "gpu.pt", map_location=None)
+    assert torch.equal(load_checkpoint(tmp_path / "gpu.pt")["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("error", [PermissionError("denied"), MemoryError(), torch.OutOfMemoryError("oom")])
+def test_the_machines_errors_propagate_as_they_are(tmp_path, monkeypatch, error):
+    path = small_checkpoint(tmp_path, "save_checkpoint")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ckpt.torch, "load", fail)
+    with pytest.raises(type(error)) as caught:
+        load_checkpoint(path)
+    assert not isinstance(caught.value, CheckpointError)
+
+
+def test_two_threads_saving_at_once_leave_the_crc_switch_as_they_found_it(tmp_path, monkeypatch):
+    """The order that broke the old switch: A turns CRCs off, B starts, A ends, B ends."""
+    real_save = torch.save
+    a_inside, a_done = threading.Event(), threading.Event()
+
+    def save(obj, f, **kwargs):
+        real_save(obj, f, **kwargs)
+        if threading.current_thread().name == "A":
+            a_inside.set()
+            assert b_inside.wait(10)
+        else:
+            b_inside.set()
+            assert a_done.wait(10)
+
+    b_inside = threading.Event()
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    assert config.save.compute_crc32 is True
+    errors = []
+
+    def worker(name):
+        try:
+            save_checkpoint(tmp_path / f"{name}.pt", {"who": name, "w": torch.ones(3)})
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            if name == "A":
+                a_done.set()
+
+    a = threading.Thread(target=worker, args=("A",), name="A")
+    a.start()
+    assert a_inside.wait(10)
+    b = threading.Thread(target=worker, args=("B",), name="B")
+    b.start()
+    a.join(20)
+    b.join(20)
+    assert not errors, errors
+    assert config.save.compute_crc32 is True, "CRCs stayed off for every later torch.save"
+    assert load_checkpoint(tmp_path / "A.pt")["who"] == "A" and load_checkpoint(tmp_path / "B.pt")["who"] == "B"
+
+
+def test_rotation_reads_the_new_file_back_before_deleting_the_old_ones(tmp_path, monkeypatch):
+    for step in (1, 2):
+        save_checkpoint(tmp_path / checkpoint_name(step), {"step": step, "w": torch.ones(64)}, keep_last=2)
+    real_fsync = ckpt._fsync
+
+    def fsync_after_a_bad_write(fd):
+        real_fsync(fd)
+        path = Path(f"/proc/self/fd/{fd}").resolve()
+        if path.name.startswith(".ckpt_"):
+            (start, end), *_ = tensor_record_spans(path).values()
+            data = bytearray(path.read_bytes())
+            data[start] ^= 0xFF  # the disk gave back other bytes than were written
+            path.write_bytes(data)
+
+    monkeypatch.setattr(ckpt, "_fsync", fsync_after_a_bad_write)
+    with pytest.raises(CorruptCheckpointError, match="no longer match"):
+        save_checkpoint(tmp_path / checkpoint_name(3), {"step": 3, "w": torch.ones(64)}, keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint_name(1), checkpoint_name(2)]
+
+
+def test_a_resume_skips_a_damaged_newest_checkpoint(tmp_path):
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path / checkpoint_name(step), {"epoch": step, "w": torch.full((64,), float(step))})
+    newest = tmp_path / checkpoint_name(3)
+    (start, _end), *_ = tensor_record_spans(newest).values()
+    data = bytearray(newest.read_bytes())
+    data[start] ^= 0x01
+    newest.write_bytes(data)
+    (tmp_path / checkpoint_name(4)).write_bytes(b"")  # a save that never finished
+    with pytest.warns(UserWarning, match=r"skipping .*ckpt_00000004\.pt: .*empty") as caught:
+        path, loaded = latest_valid_checkpoint(tmp_path, required=["epoch"])
+    assert any("ckpt_00000003.pt" in str(w.message) and "corrupt" in str(w.message) for w in caught)
+    assert path.name == checkpoint_name(2) and loaded["epoch"] == 2
+
+
+def test_a_folder_of_only_broken_checkpoints_is_an_error_not_a_fresh_start(tmp_path):
+    (tmp_path / checkpoint_name(1)).write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(CorruptCheckpointError, match="none of the 1 checkpoints"):
+        latest_valid_checkpoint(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert latest_valid_checkpoint(empty) is None
+
+
+def test_windows_neither_probes_processes_nor_opens_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(ckpt, "WINDOWS", True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("called on Windows")
+
+    monkeypatch.setattr(ckpt.os, "kill", refuse)
+    assert ckpt._process_exists(2**22 + 1) is True  # kept: os.kill(pid, 0) would end a process there
+    monkeypatch.setattr(ckpt.os, "open", refuse)
+    ckpt._fsync_folder(tmp_path)
+
+
+def test_macos_flushes_to_stable_storage_with_full_fsync(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeFcntl:
+        F_FULLFSYNC = 51
+
+        @staticmethod
+        def fcntl(fd, command):
+            calls.append(command)
+
+    monkeypatch.setattr(ckpt, "fcntl", FakeFcntl)
+    save_checkpoint(tmp_path / "c.pt", {"epoch": 1})
+    assert calls and set(calls) == {51}, "every fsync of the save went through F_FULLFSYNC"

@@ -72,7 +72,7 @@ def test_the_checkpoint_errors_a_student_meets_are_chinese(chinese, tmp_path):
         latest_checkpoint(tmp_path / "typo")
 
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(CorruptCheckpointError, match=r"empty\.pt 是空文件（0 字节）.*latest_checkpoint"):
+    with pytest.raises(CorruptCheckpointError, match=r"empty\.pt 是空文件（0 字节）.*latest_valid_checkpoint"):
         load_checkpoint(tmp_path / "empty.pt")
 
     (tmp_path / "notes.pt").write_bytes(b"epoch 3")

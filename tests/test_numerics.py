@@ -102,7 +102,9 @@ def test_every_notebook_applies_the_profile_in_its_first_code_cell():
     for path in NOTEBOOKS:
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         first = cells[1] if "zh" in path.relative_to(ROOT / "notebooks").parts else cells[0]
-        assert first.source.startswith(PROFILE_CELL), f"{path.relative_to(ROOT)}: first code cell must be\n{PROFILE_CELL}"
+        assert first.source.startswith(PROFILE_CELL), (
+            f"{path.relative_to(ROOT)}: first code cell must be\n{PROFILE_CELL}"
+        )
         assert not any("import torch" in c.source for c in cells[: cells.index(first)]), path
 
 
