@@ -1,5 +1,6 @@
 """Helpers shared by the save & load lessons, one module per job:
 
+- :mod:`lesson_utils.numerics`: ``use_numeric_profile``, the same training bits on every x86-64 machine.
 - :mod:`lesson_utils.models`: ``Net`` (the original lesson's network, fixed) and an offline ``vgg16``.
 - :mod:`lesson_utils.original`: the original, buggy ``Net``, kept to show its errors.
 - :mod:`lesson_utils.data`: ``OfflineShapes``, an offline CIFAR-shaped dataset, and the opt-in CIFAR-10.
@@ -7,7 +8,7 @@
 - :mod:`lesson_utils.i18n`: ``set_language`` (English or Chinese messages and plot fonts) and ``_``.
 - :mod:`lesson_utils.reproducibility`: ``seed_everything``, the RNG state a resume needs, the data order.
 - :mod:`lesson_utils.training`: the training loop and ``accuracy``, on the model's device.
-- :mod:`lesson_utils.checkpoint`: atomic ``save_checkpoint`` and safe ``load_checkpoint``.
+- :mod:`lesson_utils.checkpoint`: atomic ``save_checkpoint``, verified ``load_checkpoint``, ``latest_valid_checkpoint``.
 - :mod:`lesson_utils.transfer`: ``load_matching_weights`` for warm starts.
 - :mod:`lesson_utils.explore`: the state_dict explorer widget of lesson 01.
 - :mod:`lesson_utils.gpu_file`: a file labelled as saved on a GPU, for the ``map_location`` demo.
