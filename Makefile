@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings browser sandbox release-check clean
+.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings site browser sandbox release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -55,6 +55,9 @@ translations: setup  ## extract the _() messages into the .po catalogs (lesson_u
 
 timings: setup  ## run every notebook in a fresh kernel and print a table of seconds (a measurement, not a test)
 	$(BIN)/python scripts/execute_notebooks.py --time $(NOTEBOOKS)
+
+site: setup  ## the lessons as a static website, both editions, from the stored outputs, into build/site/ (SITE_ARGS="--out DIR")
+	$(BIN)/python scripts/build_site.py $(SITE_ARGS)
 
 sandbox:  ## install bubblewrap for the grader's --sandbox and its tests when it is missing (needs apt-get)
 	@./scripts/install_sandbox.sh
