@@ -333,7 +333,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any], keep
             _write_pickle_digest(f, tmp)
             # What the real unpickler of torch.load(weights_only=True) would refuse, read from the
             # pickle just written (no tensor data is read): the only exact answer to "will it load?".
-            refused = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
+            refused = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(tmp))  # a set inside: sort
             if refused:
                 # a plain int or str never needs a GLOBAL: when one is named, a class is pickled (e.g. int
                 # as a defaultdict's factory), so look for the other names' objects
