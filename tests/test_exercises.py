@@ -1,14 +1,19 @@
 """Every checker: its reference solution passes, and at least three distinct wrong answers fail
 with the message meant for them. Checkers inspect real objects and files."""
 
+import copy
 import importlib.util
 import types
+import warnings
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed.checkpoint as dcp
 import torch.nn as nn
 from safetensors.torch import save_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+from torch.distributed.checkpoint.state_dict import get_state_dict
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from lesson_utils import Net, OfflineShapes, seed_everything
@@ -45,18 +50,26 @@ def net():
     return Net()
 
 
+def workdir_in(folder, lesson):
+    """Lesson ``lesson``'s set-up `workdir` ("01"), made in ``folder``: mkdtemp names it exercises01-..."""
+    workdir = folder / f"exercises{lesson}-test"
+    workdir.mkdir(exist_ok=True)
+    return workdir
+
+
 # lesson 01 -----------------------------------------------------------------------------------
 
 
 def test_l01_q1_saved_state_dict(net, tmp_path):
-    q, path = lesson01.q1, tmp_path / "w.pt"
-    names = {"net": net, "weights_path": path}
+    workdir = workdir_in(tmp_path, "01")
+    q, path = lesson01.q1, workdir / "w.pt"
+    names = {"net": net, "weights_path": path, "workdir": workdir}
     expect(q, {"net": net, "weights_path": None}, NOT_ATTEMPTED, "`weights_path`")
     torch.save(net.state_dict(), path)
     expect(q, names, CORRECT, "bit for bit")
-    expect(q, {"net": net, "weights_path": tmp_path / "nope.pt"}, INCORRECT, "there is no file")
-    expect(q, {"net": net, "weights_path": tmp_path}, INCORRECT, "is the folder")
-    expect(q, {"net": net, "weights_path": net.state_dict()}, INCORRECT, "should be a path (a str or Path), not a dict")
+    expect(q, {**names, "weights_path": tmp_path / "nope.pt"}, INCORRECT, "there is no file")
+    expect(q, {**names, "weights_path": tmp_path}, INCORRECT, "is the folder")
+    expect(q, {**names, "weights_path": net.state_dict()}, INCORRECT, "should be a path (a str or Path), not a dict")
     torch.save(net, path)
     expect(q, names, INCORRECT, "did you save the model or optimizer object itself")
     torch.save(net.state_dict, path)  # the method, without its ()
@@ -137,8 +150,9 @@ def test_multiple_choice(question, right, wrongs):
 
 
 def test_l02_q2_safetensors(net, tmp_path):
-    q, path = lesson02.q2, tmp_path / "w.safetensors"
-    names = {"net": net, "safetensors_path": path}
+    workdir = workdir_in(tmp_path, "02")
+    q, path = lesson02.q2, workdir / "w.safetensors"
+    names = {"net": net, "safetensors_path": path, "workdir": workdir}
     save_file(net.state_dict(), path)
     expect(q, names, CORRECT, "no pickle")
     torch.save(net.state_dict(), path)
@@ -151,8 +165,8 @@ def test_l02_q2_safetensors(net, tmp_path):
     expect(q, names, INCORRECT, "safetensors cannot read")
     save_file({k: v.half() for k, v in net.state_dict().items()}, path)
     expect(q, names, INCORRECT, "torch.float16 in the file but torch.float32 in net's")
-    expect(q, {"net": net, "safetensors_path": tmp_path}, INCORRECT, "is the folder")
-    expect(q, {"net": net, "safetensors_path": 3}, INCORRECT, "should be a path")
+    expect(q, {**names, "safetensors_path": tmp_path}, INCORRECT, "is the folder")
+    expect(q, {**names, "safetensors_path": 3}, INCORRECT, "should be a path")
 
 
 # lesson 03 -----------------------------------------------------------------------------------
@@ -168,8 +182,9 @@ def trained(net):
 
 def test_l03_q1_resumable_checkpoint(trained, tmp_path):
     net, optimizer = trained
-    q, path = lesson03.q1, tmp_path / "c.pt"
-    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer}
+    workdir = workdir_in(tmp_path, "03")
+    q, path = lesson03.q1, workdir / "c.pt"
+    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer, "workdir": workdir}
     good = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(good, path)
     expect(q, names, CORRECT, "trained weights")
@@ -200,7 +215,7 @@ def test_l03_q1_resumable_checkpoint(trained, tmp_path):
     faster = optimizer.state_dict()
     faster["param_groups"] = [{**group, "lr": 0.1} for group in faster["param_groups"]]
     torch.save({**good, "optimizer_state_dict": faster}, path)
-    expect(q, names, INCORRECT, "not the set-up's optimizer (lr=0.02, momentum=0.9)")
+    expect(q, names, INCORRECT, "has lr=0.1, but the set-up's optimizer (SGD, lr=0.02, momentum=0.9) has lr=0.02")
     torch.save(good, path)
     expect(q, {**names, "optimizer": None}, CORRECT)  # Q2's blank answer cell resets `optimizer`: Q1 still holds
     expect(q, {**names, "checkpoint_path": tmp_path}, INCORRECT, "is the folder")
@@ -211,8 +226,8 @@ def test_l03_q1_the_checkpoint_holds_the_trained_weights(tmp_path):
     seed_everything(0)
     net = Net()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-    path = tmp_path / "c.pt"
-    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer}
+    path = workdir_in(tmp_path, "03") / "c.pt"
+    names = {"checkpoint_path": path, "net": net, "optimizer": optimizer, "workdir": path.parent}
     before = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(before, path)  # nothing trained yet
     expect(lesson03.q1, names, INCORRECT, "net's weights from before training: run train_one_epoch")
@@ -227,7 +242,7 @@ def test_l03_q1_the_checkpoint_holds_the_trained_weights(tmp_path):
 @pytest.fixture
 def checkpoint_path(trained, tmp_path):
     net, optimizer = trained
-    path = tmp_path / "resume.pt"
+    path = workdir_in(tmp_path, "03") / "resume.pt"
     state = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
     torch.save(state, path)
     return path
@@ -289,15 +304,22 @@ def test_l03_q2_optimizer_on_the_loaded_model(trained, checkpoint_path):
     model.load_state_dict(checkpoint["model_state_dict"])
     backwards.load_state_dict(checkpoint["optimizer_state_dict"])
     answer = {"model": model, "optimizer": backwards, "checkpoint_path": checkpoint_path, "net": net}
-    expect(q, answer, INCORRECT, "momentum of")
+    expect(q, answer, INCORRECT, "`optimizer` holds `model`'s parameters in another order")
 
 
 # lesson 04 -----------------------------------------------------------------------------------
 
 
+def setup_source():
+    """Lesson 04's set-up, as the notebook runs it: seed 0, a Net for ddp_state, then the 10-class source."""
+    seed_everything(0)
+    Net()
+    return Net().state_dict()
+
+
 @pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")  # wrong answers do that
-def test_l04_q1_warm_start(net):
-    source = net.state_dict()
+def test_l04_q1_warm_start():
+    source = setup_source()
     q = lesson04.q1
 
     def warm(**changes):
@@ -315,10 +337,11 @@ def test_l04_q1_warm_start(net):
     expect(q, {"target": partial, "source_state": source}, INCORRECT, "fit but were not transferred")
     expect(q, {"target": Net(), "source_state": source}, INCORRECT, "4-class head: fc3.weight has shape [10, 84]")
     sliced = warm(weight=source["fc3.weight"][:4], bias=source["fc3.bias"][:4])
-    expect(q, sliced, INCORRECT, "takes rows [0, 1, 2, 3] from the source's 10-class head")
+    expect(q, sliced, INCORRECT, "rows [0, 1, 2, 3] of fc3.weight are rows [0, 1, 2, 3] of the source's 10-class head")
     picked = warm(weight=source["fc3.weight"][[1, 3, 5, 7]])
-    expect(q, picked, INCORRECT, "takes rows [0, 1, 2, 3]")
-    expect(q, warm(bias=source["fc3.bias"][6:]), INCORRECT, "fc3.bias takes rows")
+    expect(q, picked, INCORRECT, "rows [0, 1, 2, 3] of fc3.weight are rows [1, 3, 5, 7] of the source's")
+    result = expect(q, warm(bias=source["fc3.bias"][6:]), INCORRECT, "fc3.bias takes entries [0, 1, 2, 3]")
+    assert "(its entries [6, 7, 8, 9])" in result.message
     expect(q, warm(weight=torch.zeros(4, 84), bias=torch.zeros(4)), INCORRECT, "does not look freshly initialised")
     expect(q, warm(weight=torch.randn(4, 84)), INCORRECT, "does not look freshly initialised")
     double = warm()
@@ -356,8 +379,8 @@ def test_l04_q3_prefix(net):
     expect(q, {"ddp_state": ddp_state, "clean_state": arrays}, INCORRECT, "conv1.weight is a ndarray")
     halves = {k: v.half() for k, v in net.state_dict().items()}
     expect(q, {"ddp_state": ddp_state, "clean_state": halves}, INCORRECT, "torch.float16 in `clean_state`")
-    consume_prefix_in_state_dict_if_present(ddp_state, "module.")  # in place, on the set-up's dict
-    expect(q, {"ddp_state": ddp_state, "clean_state": ddp_state}, INCORRECT, "lost its 'module.' prefix")
+    consume_prefix_in_state_dict_if_present(ddp_state, "module.")  # in place, on the set-up's dict: the result is right
+    expect(q, {"ddp_state": ddp_state, "clean_state": ddp_state}, CORRECT)
 
 
 # lesson 05 -----------------------------------------------------------------------------------
@@ -381,7 +404,7 @@ def test_l05_q1_lean_load(net, tmp_path):
     expect(q, load(meta=False, mmap=False, assign=False), INCORRECT, "random initialisation ran")
     expect(q, load(meta=False), INCORRECT, "random initialisation ran: conv1.weight was created with real data")
     expect(q, load(mmap=False), INCORRECT, "a private copy")
-    expect(q, load(assign=False), INCORRECT, "still on the meta device (no data): without assign=True")
+    expect(q, load(assign=False), INCORRECT, "every tensor of `model` is still on the meta device (no data)")
     with torch.device("meta"):
         empty = Net()
     expect(q, {"model": empty, "weights_path": path}, INCORRECT, "still on the meta device")
@@ -407,29 +430,91 @@ def test_l05_q1_a_second_copy_of_the_checker_sees_the_random_initialisation_too(
 # lesson 06 -----------------------------------------------------------------------------------
 
 
-def test_l06_q2_single_file(net, tmp_path):
-    checkpoint_dir, single = tmp_path / "dcp", tmp_path / "single.pt"
-    checkpoint_dir.mkdir()
-    torch.save(net.state_dict(), checkpoint_dir / "expected.pt")
-    optimizer = {"state": {key: {"step": torch.tensor(1.0)} for key in net.state_dict()}, "param_groups": []}
+@pytest.fixture
+def dcp_checkpoint(tmp_path):
+    """Lesson 06's set-up in one process: dist_demo's model trained a few steps with AdamW, saved with
+    dcp.save into workdir / "checkpoint", with expected.pt (its parameters) beside; and the file
+    dcp_to_torch_save makes of it, as it loads."""
+    from lesson_utils.dist_demo import make_model, train
+
+    checkpoint_dir = workdir_in(tmp_path, "06") / "checkpoint"
+    model = make_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train(model, optimizer, 0, 3)
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "assuming the intent is to save in a single process"
+        dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=checkpoint_dir)
+    torch.save(model.state_dict(), checkpoint_dir / "expected.pt")
+    dcp_to_torch_save(checkpoint_dir, tmp_path / "reference.pt")
+    return checkpoint_dir, torch.load(tmp_path / "reference.pt", weights_only=True)
+
+
+def test_l06_q2_single_file(dcp_checkpoint, tmp_path):
+    checkpoint_dir, reference = dcp_checkpoint
+    single = checkpoint_dir.parent / "single.pt"
     names = {"checkpoint_dir": checkpoint_dir, "single_path": single}
     expect(lesson06.q2, names, INCORRECT, "there is no file")
-    torch.save({"model": net.state_dict(), "optimizer": optimizer}, single)
+    dcp_to_torch_save(checkpoint_dir, single)
     expect(lesson06.q2, names, CORRECT)
-    torch.save(net.state_dict(), single)
+    expected, optimizer = reference["model"], reference["optimizer"]
+    torch.save(expected, single)
     expect(lesson06.q2, names, INCORRECT, "a dict with 'model'")
-    torch.save({"model": Net().state_dict(), "optimizer": optimizer}, single)
+    torch.save({"model": {k: v + 1 for k, v in expected.items()}, "optimizer": optimizer}, single)
     expect(lesson06.q2, names, INCORRECT, "convert the checkpoint in `checkpoint_dir`")
-    torch.save({"model": net}, single)
+    torch.save({"model": nn.Linear(2, 2)}, single)
     expect(lesson06.q2, names, INCORRECT, "does not load with weights_only=True")
-    torch.save({"model": net.state_dict()}, single)  # the model only
+    torch.save({"model": expected}, single)  # the model only
     expect(lesson06.q2, names, INCORRECT, "no 'optimizer' state")
-    torch.save({"model": net.state_dict(), "optimizer": {"state": {}, "param_groups": []}}, single)
-    expect(lesson06.q2, names, INCORRECT, "optimizer state lacks ['conv1.weight'")
-    torch.save({"model": {k: v.double() for k, v in net.state_dict().items()}, "optimizer": optimizer}, single)
+    torch.save({"model": expected, "optimizer": {"state": {}, "param_groups": []}}, single)
+    expect(lesson06.q2, names, INCORRECT, "optimizer state lacks ['0.weight'")
+    torch.save({"model": {k: v.double() for k, v in expected.items()}, "optimizer": optimizer}, single)
     expect(lesson06.q2, names, INCORRECT, "torch.float64 in the file's 'model'")
     expect(lesson06.q2, {**names, "single_path": checkpoint_dir}, INCORRECT, "is the folder")
     expect(lesson06.q2, {**names, "checkpoint_dir": tmp_path}, INCORRECT, "run the set-up cell again")
+
+
+def dcp_file(reference, path, change):
+    """Write ``reference`` (a converted DCP checkpoint) to ``path`` after ``change(copy)`` edits a deep copy."""
+    converted = copy.deepcopy(reference)
+    change(converted)
+    torch.save(converted, path)
+
+
+def test_l06_q2_the_optimizer_is_compared_by_value(dcp_checkpoint, tmp_path):
+    """Found by a helper playing a student: the right keys with a fresh optimizer's values passed."""
+    checkpoint_dir, reference = dcp_checkpoint
+    single = checkpoint_dir.parent / "single.pt"
+    names = {"checkpoint_dir": checkpoint_dir, "single_path": single}
+    from lesson_utils.dist_demo import make_model
+
+    model = make_model()
+    model.load_state_dict(reference["model"])
+    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)  # a fresh optimizer, keyed by the parameters' names
+    model_state, fresh_state = get_state_dict(model, fresh)
+    torch.save({"model": model_state, "optimizer": fresh_state}, single)
+    expect(lesson06.q2, names, INCORRECT, "optimizer['state']['0.weight']")
+    stepped = {}  # each state entry's keys, but a step count and zeros of its own
+    for key, state in reference["optimizer"]["state"].items():
+        stepped[key] = {"step": torch.tensor(1.0), **{k: torch.zeros_like(v) for k, v in state.items() if k != "step"}}
+    dcp_file(reference, single, lambda c: c["optimizer"].update(state=stepped))
+    expect(lesson06.q2, names, INCORRECT, "optimizer['state']['0.weight']['step'] in the file holds other values")
+    dcp_file(reference, single, lambda c: c["optimizer"]["state"]["4.bias"]["exp_avg_sq"].mul_(2))
+    expect(lesson06.q2, names, INCORRECT, "optimizer['state']['4.bias']['exp_avg_sq'] in the file holds other values")
+    dcp_file(reference, single, lambda c: c["optimizer"]["param_groups"][0].update(lr=0.1))
+    expect(lesson06.q2, names, INCORRECT, "optimizer['param_groups'][0]['lr'] in the file holds other values")
+    dcp_file(reference, single, lambda c: c["optimizer"]["state"]["0.bias"].pop("exp_avg"))
+    expect(lesson06.q2, names, INCORRECT, "the file lacks optimizer['state']['0.bias']['exp_avg']")
+    dcp_file(reference, single, lambda c: c.update(note="converted by hand"))
+    expect(lesson06.q2, names, INCORRECT, "the file holds note, which the DCP checkpoint does not")
+    dcp_file(reference, single, lambda c: c["optimizer"]["state"].update({"4.bias": c["optimizer"]["state"]["0.bias"]}))
+    expect(lesson06.q2, names, INCORRECT, "optimizer['state']['4.bias']['exp_avg'] in the file holds other values")
+    # right, but unusual: the tuple of betas as a list, the converted dict's keys in another order
+    dcp_file(reference, single, lambda c: c["optimizer"]["param_groups"][0].update(betas=[0.9, 0.999]))
+    expect(lesson06.q2, names, CORRECT)
+    reordered = {"optimizer": reference["optimizer"], "model": dict(reversed(reference["model"].items()))}
+    torch.save(reordered, single)
+    expect(lesson06.q2, names, CORRECT)
 
 
 def test_a_checker_that_breaks_on_a_strange_answer_reports_instead_of_crashing():
@@ -498,7 +583,9 @@ def test_l07_q1_optimizer_state_where_the_parameters_are(momentum_checkpoint):
     halved = resumed_fp64(momentum_checkpoint)
     for state in halved["optimizer_fp64"].state.values():
         state["momentum_buffer"].mul_(0.5)  # buffers of the right kind, but not the saved ones
-    expect(q, halved, INCORRECT, "holds other values than the checkpoint's")
+    expect(
+        q, halved, INCORRECT, "the momentum_buffer of conv1.weight in `optimizer_fp64` differs from the checkpoint's"
+    )
     no_momentum = resumed_fp64(momentum_checkpoint, load_state=False, momentum=0.0)
     saved = torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"]["state"]
     for index, p in enumerate(no_momentum["model_fp64"].parameters()):  # buffers copied in by hand: SGD ignores them
@@ -555,35 +642,37 @@ def small_gan(steps=3):
 
 
 def test_l07_q2_every_model_and_optimizer_in_one_file(tmp_path):
-    q, gan, path = lesson07.q2, small_gan(), tmp_path / "gan.pt"
+    workdir = workdir_in(tmp_path, "07")
+    q, gan, path = lesson07.q2, small_gan(), workdir / "gan.pt"
+    names = {"gan_path": path, "gan": gan, "workdir": workdir}
     torch.save({name: part.state_dict() for name, part in gan.items()}, path)
-    expect(q, {"gan_path": path, "gan": gan}, CORRECT)
+    expect(q, names, CORRECT)
     torch.save({"g": gan["generator"].state_dict(), "d": gan["discriminator"].state_dict()}, path)
-    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "opt_g, opt_d")
+    expect(q, names, INCORRECT, "opt_g, opt_d")
     torch.save({name: part.state_dict() for name, part in gan.items() if name != "opt_d"}, path)
-    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "opt_d")
+    expect(q, names, INCORRECT, "opt_d")
     torch.save(gan, path)  # the objects themselves, pickled
-    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "refuses the file")
+    expect(q, names, INCORRECT, "refuses the file")
     torch.save(
         {name: part.state_dict() for name, part in small_gan().items() if "opt" in name}
         | {"generator": nn.Linear(4, 2).state_dict(), "discriminator": gan["discriminator"].state_dict()},
         path,
     )
-    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "generator")  # saved another generator's weights
-    expect(q, {"gan_path": tmp_path / "nothing.pt", "gan": gan}, INCORRECT, "no file")
+    expect(q, names, INCORRECT, "'generator' (for generator) holds other weights")  # another generator's weights
+    expect(q, {**names, "gan_path": tmp_path / "nothing.pt"}, INCORRECT, "no file")
     nested = {
         "models": {n: gan[n].state_dict() for n in ("generator", "discriminator")},
         "optimizers": [gan["opt_g"].state_dict(), gan["opt_d"].state_dict()],
     }
     torch.save(nested, path)
-    expect(q, {"gan_path": path, "gan": gan}, CORRECT)  # any structure that holds every state
+    expect(q, names, CORRECT)  # any structure that holds every state
     swapped = {name: part.state_dict() for name, part in gan.items()}
     swapped["opt_g"], swapped["opt_d"] = swapped["opt_d"], swapped["opt_g"]
     torch.save(swapped, path)
-    expect(q, {"gan_path": path, "gan": gan}, INCORRECT, "does not hold opt_g's state")
+    expect(q, names, INCORRECT, "the entry 'opt_g' is named for opt_g but holds opt_d's state")
     untrained = small_gan(steps=0)
     torch.save({name: part.state_dict() for name, part in untrained.items()}, path)
-    expect(q, {"gan_path": path, "gan": untrained}, INCORRECT, "call train_steps(gan, 3)")
+    expect(q, {**names, "gan": untrained}, INCORRECT, "call train_steps(gan, 3)")
 
 
 def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
@@ -637,25 +726,25 @@ def test_l07_q3_a_new_learning_rate_on_resume(momentum_checkpoint):
 
 @pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
 def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
-    trained, checkpoint_path, momentum_checkpoint, tmp_path
+    trained, checkpoint_path, momentum_checkpoint, dcp_checkpoint, tmp_path
 ):
     net, optimizer = trained
     weights, lean_path = tmp_path / "w.pt", tmp_path / "lean.pt"
     torch.save(net.state_dict(), weights)
-    torch.save(net.state_dict(), lean_path)
     save_file(net.state_dict(), tmp_path / "w.safetensors")
-    (tmp_path / "dcp").mkdir()
-    torch.save(net.state_dict(), tmp_path / "dcp" / "expected.pt")
-    converted = {"state": {key: {} for key in net.state_dict()}}
-    torch.save({"model": net.state_dict(), "optimizer": converted}, tmp_path / "single.pt")
+    checkpoint_dir, _reference = dcp_checkpoint
+    dcp_to_torch_save(checkpoint_dir, checkpoint_dir.parent / "single.pt")
     model = Net()
     model.load_state_dict(net.state_dict())
+    source = setup_source()
     target = Net(num_classes=4)
-    load_matching_weights(target, net.state_dict())
+    load_matching_weights(target, source)
+    seed_everything(0)
+    torch.save(Net().state_dict(), lean_path)  # lesson 05's set-up
     with torch.device("meta"):
         lean = Net()
     lean.load_state_dict(torch.load(lean_path, mmap=True, weights_only=True), assign=True)
-    gan, gan_path = small_gan(), tmp_path / "gan.pt"
+    gan, gan_path = small_gan(), workdir_in(tmp_path, "07") / "gan.pt"
     torch.save({name: part.state_dict() for name, part in gan.items()}, gan_path)
     q3 = resumed_fp64(momentum_checkpoint)
     q3 = {"model": q3["model_fp64"].float(), "optimizer": q3["optimizer_fp64"], "checkpoint_path": momentum_checkpoint}
@@ -664,26 +753,42 @@ def test_no_checker_crashes_on_a_strange_answer_nor_draws_random_numbers(
     q3["optimizer"].load_state_dict(torch.load(momentum_checkpoint, weights_only=True)["optimizer_state_dict"])
     q3["optimizer"].param_groups[0]["lr"] = 0.001
     seed_everything(0)
-    net01, weights01 = Net(), tmp_path / "w01.pt"  # lesson 01's set-up net: untrained, seed 0
+    net01, weights01 = Net(), workdir_in(tmp_path, "01") / "w01.pt"  # lesson 01's set-up net: untrained, seed 0
     torch.save(net01.state_dict(), weights01)
     model01 = Net()
     model01.load_state_dict(net01.state_dict())
-    save_file(net01.state_dict(), tmp_path / "w01.safetensors")
+    save_file(net01.state_dict(), workdir_in(tmp_path, "02") / "w01.safetensors")
     answers = {  # a right answer to each question, and the names a student sets
-        lesson01.q1: ({"net": net01, "weights_path": weights01}, ["weights_path"]),
+        lesson01.q1: (
+            {"net": net01, "weights_path": weights01, "workdir": weights01.parent},
+            ["weights_path", "workdir"],
+        ),
         lesson01.q2: ({"net": net01, "weights_path": weights01, "model": model01.eval()}, ["model", "weights_path"]),
-        lesson02.q2: ({"net": net01, "safetensors_path": tmp_path / "w01.safetensors"}, ["safetensors_path"]),
-        lesson03.q1: ({"net": net, "optimizer": optimizer, "checkpoint_path": checkpoint_path}, ["checkpoint_path"]),
+        lesson02.q2: (
+            {
+                "net": net01,
+                "safetensors_path": tmp_path / "exercises02-test" / "w01.safetensors",
+                "workdir": tmp_path / "exercises02-test",
+            },
+            ["safetensors_path", "workdir"],
+        ),
+        lesson03.q1: (
+            {"net": net, "optimizer": optimizer, "checkpoint_path": checkpoint_path, "workdir": checkpoint_path.parent},
+            ["checkpoint_path", "workdir"],
+        ),
         lesson03.q2: (resumed(checkpoint_path), ["model", "optimizer", "checkpoint_path"]),
-        lesson04.q1: ({"source_state": net.state_dict(), "target": target}, ["target"]),
+        lesson04.q1: ({"source_state": source, "target": target}, ["target"]),
         lesson04.q3: (
-            {"ddp_state": nn.DataParallel(net, device_ids=[]).state_dict(), "clean_state": net.state_dict()},
+            {"ddp_state": nn.DataParallel(net01, device_ids=[]).state_dict(), "clean_state": net01.state_dict()},
             ["clean_state"],
         ),
         lesson05.q1: ({"weights_path": lean_path, "model": lean}, ["model", "weights_path"]),
-        lesson06.q2: ({"checkpoint_dir": tmp_path / "dcp", "single_path": tmp_path / "single.pt"}, ["single_path"]),
+        lesson06.q2: (
+            {"checkpoint_dir": checkpoint_dir, "single_path": checkpoint_dir.parent / "single.pt"},
+            ["single_path"],
+        ),
         lesson07.q1: (resumed_fp64(momentum_checkpoint), ["model_fp64", "optimizer_fp64", "checkpoint_path"]),
-        lesson07.q2: ({"gan": gan, "gan_path": gan_path}, ["gan_path"]),
+        lesson07.q2: ({"gan": gan, "gan_path": gan_path, "workdir": gan_path.parent}, ["gan_path", "workdir"]),
         lesson07.q3: (q3, ["model", "optimizer", "checkpoint_path"]),
     }
     torch.save(torch.ones(3), tmp_path / "tensor.pt")
@@ -759,14 +864,15 @@ def test_l03_q1_needs_the_real_epoch_of_training(trained, tmp_path):
             p.add_(1e-3)
     state = optimizer.state_dict()
     state["state"] = {i: {"momentum_buffer": torch.zeros_like(p)} for i, p in enumerate(net.parameters())}
-    path = tmp_path / "c.pt"
+    path = workdir_in(tmp_path, "03") / "c.pt"
     torch.save({"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": state}, path)
-    expect(lesson03.q1, {"net": net, "checkpoint_path": path}, INCORRECT, "not those of one epoch")
+    expect(lesson03.q1, {"net": net, "checkpoint_path": path, "workdir": path.parent}, INCORRECT, "not those of one")
     real, real_optimizer = trained  # the real epoch, but the momentum zeroed
     state = real_optimizer.state_dict()
     state["state"] = {i: {"momentum_buffer": torch.zeros_like(p)} for i, p in enumerate(real.parameters())}
     torch.save({"epoch": 1, "model_state_dict": real.state_dict(), "optimizer_state_dict": state}, path)
-    expect(lesson03.q1, {"net": real, "checkpoint_path": path}, INCORRECT, "momentum buffers are not the ones")
+    answer = {"net": real, "checkpoint_path": path, "workdir": path.parent}
+    expect(lesson03.q1, answer, INCORRECT, "momentum buffers are not the ones")
 
 
 def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new_and_copied_rows_are_not():
@@ -775,16 +881,14 @@ def test_l04_q1_a_fresh_head_drawn_with_seed_0_is_still_new_and_copied_rows_are_
     first 4 weight rows into the new head is refused, even with the head's own bias (both found
     by helpers playing students; the set-up once drew the source first, and a seed-0 4-class
     head then *was* its first rows)."""
-    seed_everything(0)
-    Net()  # ddp_state's
-    source = Net().state_dict()
+    source = setup_source()
     seed_everything(0)
     target = Net(num_classes=4)
     target.load_state_dict({k: v for k, v in source.items() if not k.startswith("fc3")}, strict=False)
     expect(lesson04.q1, {"target": target, "source_state": source}, CORRECT)
     with torch.no_grad():
         target.fc3.weight.copy_(source["fc3.weight"][:4])
-    expect(lesson04.q1, {"target": target, "source_state": source}, INCORRECT, "takes rows [0, 1, 2, 3]")
+    expect(lesson04.q1, {"target": target, "source_state": source}, INCORRECT, "rows [0, 1, 2, 3] of fc3.weight")
 
 
 def test_a_choice_takes_a_full_width_letter_and_says_what_none_means():
@@ -806,8 +910,7 @@ def test_check_after_a_cell_that_raised_is_not_correct(monkeypatch, capsys):
     size mismatch; the target then looks right. Found by a helper playing a student."""
     import IPython
 
-    source = Net()
-    source_state = source.state_dict()
+    source_state = setup_source()
     target = Net(num_classes=4)
     with pytest.raises(RuntimeError, match="size mismatch") as raised:
         target.load_state_dict(source_state)
@@ -830,3 +933,562 @@ def test_check_after_a_cell_that_raised_is_not_correct(monkeypatch, capsys):
         for name in namespace:
             globals().pop(name)
     assert ": CORRECT" in capsys.readouterr().out
+
+
+# issue 26: what the checkers did not check, attacked as students would ---------------------------------------
+
+
+def file_questions(tmp_path, net):
+    """Each question that writes a file: (question, its lesson's workdir, the other names, the path's name, write)."""
+    gan = small_gan()
+    return [
+        (
+            lesson01.q1,
+            workdir_in(tmp_path, "01"),
+            {"net": net},
+            "weights_path",
+            lambda p: torch.save(net.state_dict(), p),
+        ),
+        (
+            lesson02.q2,
+            workdir_in(tmp_path, "02"),
+            {"net": net},
+            "safetensors_path",
+            lambda p: save_file(net.state_dict(), p),
+        ),
+        (
+            lesson07.q2,
+            workdir_in(tmp_path, "07"),
+            {"gan": gan},
+            "gan_path",
+            lambda p: torch.save({name: part.state_dict() for name, part in gan.items()}, p),
+        ),
+    ]
+
+
+def test_a_file_answer_must_be_in_workdir(net, tmp_path, monkeypatch):
+    """Relative paths (they land next to the notebook), other folders, a link out of workdir, and a
+    workdir re-pointed elsewhere are refused; a subfolder, a str, a relative path from inside workdir and
+    a workdir reached through a link are accepted."""
+    notebook = tmp_path / "notebook"
+    notebook.mkdir()
+    monkeypatch.chdir(notebook)
+    for question, workdir, others, name, write in file_questions(tmp_path, net):
+        answer = {**others, "workdir": workdir}
+        write(workdir / "answer.bin")
+        expect(question, {**answer, name: workdir / "answer.bin"}, CORRECT)
+        write(notebook / "answer.bin")  # torch.save(..., "answer.bin"): next to the notebook
+        result = expect(
+            question, {**answer, name: "answer.bin"}, INCORRECT, f"`{name}` is the relative path answer.bin"
+        )
+        assert "lands next to the notebook" in result.message and "workdir / 'answer.bin'" in result.message
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(exist_ok=True)
+        write(elsewhere / "answer.bin")
+        expect(question, {**answer, name: elsewhere / "answer.bin"}, INCORRECT, "is not in `workdir`")
+        expect(question, {**answer, name: str(elsewhere / "answer.bin")}, INCORRECT, "is not in `workdir`")
+        (workdir / "link.bin").unlink(missing_ok=True)
+        (workdir / "link.bin").symlink_to(elsewhere / "answer.bin")
+        expect(question, {**answer, name: workdir / "link.bin"}, INCORRECT, "is a link in `workdir`")
+        for cheat in (notebook, tmp_path, "."):  # workdir re-pointed where the file already is
+            expect(
+                question, {**answer, "workdir": cheat, name: "answer.bin"}, INCORRECT, "not the set-up cell's folder"
+            )
+        expect(
+            question, {**answer, "workdir": None, name: workdir / "answer.bin"}, INCORRECT, "`workdir` is not defined"
+        )
+        # right, if unusual
+        (workdir / "sub").mkdir(exist_ok=True)
+        write(workdir / "sub" / "answer.bin")
+        expect(question, {**answer, name: workdir / "sub" / "answer.bin"}, CORRECT)
+        expect(question, {**answer, name: str(workdir / "answer.bin")}, CORRECT)
+        expect(question, {**answer, name: workdir / "sub" / ".." / "answer.bin"}, CORRECT)
+        through = tmp_path / f"link-to-{workdir.name}"
+        through.symlink_to(workdir)
+        expect(question, {**answer, "workdir": through, name: through / "answer.bin"}, CORRECT)
+        monkeypatch.chdir(workdir)  # os.chdir(workdir), then a relative name: the file is in workdir
+        expect(question, {**answer, name: "answer.bin"}, CORRECT)
+        monkeypatch.chdir(notebook)
+
+
+def test_l03_q1_and_l06_q2_files_must_be_in_workdir(trained, dcp_checkpoint, tmp_path, monkeypatch):
+    net, optimizer = trained
+    notebook = tmp_path / "notebook"
+    notebook.mkdir()
+    monkeypatch.chdir(notebook)
+    good = {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+    workdir = workdir_in(tmp_path, "03")
+    torch.save(good, notebook / "checkpoint.pt")
+    names = {"net": net, "checkpoint_path": "checkpoint.pt", "workdir": workdir}
+    expect(lesson03.q1, names, INCORRECT, "`checkpoint_path` is the relative path checkpoint.pt")
+    torch.save(good, workdir / "checkpoint.pt")
+    expect(lesson03.q1, {**names, "checkpoint_path": workdir / "checkpoint.pt"}, CORRECT)
+    checkpoint_dir, _reference = dcp_checkpoint  # lesson 06: workdir is the folder that holds checkpoint_dir
+    dcp_to_torch_save(checkpoint_dir, notebook / "single.pt")
+    names = {"checkpoint_dir": checkpoint_dir, "single_path": "single.pt"}
+    expect(lesson06.q2, names, INCORRECT, "`single_path` is the relative path single.pt")
+    expect(lesson06.q2, {**names, "single_path": notebook / "single.pt"}, INCORRECT, "is not in `workdir`")
+    dcp_to_torch_save(checkpoint_dir, checkpoint_dir.parent / "single.pt")
+    expect(lesson06.q2, {**names, "single_path": checkpoint_dir.parent / "single.pt"}, CORRECT)
+
+
+def loaded_sgd(path, lr=0.02, **options):
+    """Lesson 03's resume, right: a Net, SGD built on it (with ``options``), both states loaded."""
+    checkpoint = torch.load(path, weights_only=True)
+    model = Net()
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, **options)
+    optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    return {"model": model, "optimizer": optimizer, "checkpoint_path": path, "net": SETUP_NET, "trained": SETUP_NET}
+
+
+def one_step(answer, model="model", optimizer="optimizer"):
+    """One training step on the resumed model: what a student tries next, before checking."""
+    images, labels = next(iter(torch.utils.data.DataLoader(OfflineShapes(16), batch_size=16)))
+    answer[optimizer].zero_grad()
+    nn.functional.cross_entropy(answer[model](images.to(next(answer[model].parameters()).dtype)), labels).backward()
+    answer[optimizer].step()
+    return answer
+
+
+def test_a_resumed_optimizer_is_compared_completely(checkpoint_path, momentum_checkpoint):
+    """Every hyperparameter of every group, every state value, trainable parameters: lesson 03 Q2,
+    lesson 07 Q1 and Q3."""
+    q = lesson03.q2
+    expect(q, loaded_sgd(checkpoint_path), CORRECT)
+    for key, value in [("weight_decay", 1e-4), ("nesterov", True), ("dampening", 0.1), ("maximize", True)]:
+        changed = loaded_sgd(checkpoint_path)
+        changed["optimizer"].param_groups[0][key] = value  # set after the load: the checkpoint says otherwise
+        expect(q, changed, INCORRECT, f"`optimizer` has {key}={value}, but the checkpoint says {key}=")
+    frozen = loaded_sgd(checkpoint_path)
+    frozen["model"].conv1.requires_grad_(False)  # lesson 04's freezing, copied into a resume
+    expect(q, frozen, INCORRECT, "conv1.weight of `model` has requires_grad=False")
+    stepped = one_step(loaded_sgd(checkpoint_path))  # loaded right, then one step: not "load it"
+    result = expect(q, stepped, INCORRECT, "is close to the checkpoint's model_state_dict but not equal")
+    assert "load it:" not in result.message and "a training step?" in result.message
+    nudged = loaded_sgd(checkpoint_path)
+    nudged["optimizer"].state[nudged["model"].fc3.bias]["momentum_buffer"].mul_(1.01)
+    expect(q, nudged, INCORRECT, "the momentum_buffer of fc3.bias in `optimizer` is close to the checkpoint's")
+    extra = loaded_sgd(checkpoint_path)
+    extra["optimizer"].state[extra["model"].fc1.weight]["step"] = torch.tensor(3.0)
+    expect(q, extra, INCORRECT, "`optimizer` holds a step for fc1.weight that the checkpoint does not")
+    split = loaded_sgd(checkpoint_path)
+    params = split["optimizer"].param_groups[0]["params"]
+    split["optimizer"].param_groups[:] = [{**split["optimizer"].param_groups[0], "params": params[:4]}]
+    split["optimizer"].param_groups.append({**split["optimizer"].param_groups[0], "params": params[4:]})
+    expect(q, split, INCORRECT, "`optimizer` has 2 parameter group(s), the checkpoint 1")
+    # right, if unusual: other settings before the load (it brings the saved ones back), named parameters
+    expect(q, loaded_sgd(checkpoint_path, weight_decay=1e-4, nesterov=True, foreach=True), CORRECT)
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    model = Net()
+    model.load_state_dict(checkpoint["model_state_dict"])
+    named = torch.optim.SGD(model.named_parameters(), lr=0.02, momentum=0.9)
+    named.load_state_dict(checkpoint["optimizer_state_dict"])
+    expect(q, {"model": model, "optimizer": named, "checkpoint_path": checkpoint_path, "net": SETUP_NET}, CORRECT)
+
+    fp64 = resumed_fp64(momentum_checkpoint)
+    fp64["optimizer_fp64"].param_groups[0]["weight_decay"] = 0.01
+    expect(lesson07.q1, fp64, INCORRECT, "`optimizer_fp64` has weight_decay=0.01, but the checkpoint says")
+    fp64 = resumed_fp64(momentum_checkpoint)
+    fp64["model_fp64"].requires_grad_(False)
+    expect(lesson07.q1, fp64, INCORRECT, "conv1.weight of `model_fp64` has requires_grad=False")
+    fp64 = one_step(resumed_fp64(momentum_checkpoint), "model_fp64", "optimizer_fp64")
+    expect(lesson07.q1, fp64, INCORRECT, "is close to the checkpoint's model_state_dict but not equal")
+
+    def new_lr(**after):
+        answer = loaded_sgd(momentum_checkpoint, lr=0.1)
+        for group in answer["optimizer"].param_groups:
+            group.update(lr=0.001, **after)
+        return answer
+
+    expect(lesson07.q3, new_lr(), CORRECT)
+    expect(lesson07.q3, new_lr(weight_decay=5e-4), INCORRECT, "`optimizer` has weight_decay=0.0005, but the checkpoint")
+    expect(lesson07.q3, new_lr(nesterov=True), INCORRECT, "`optimizer` has nesterov=True, but the checkpoint says")
+    cold = new_lr()
+    cold["model"].fc3.requires_grad_(False)
+    expect(lesson07.q3, cold, INCORRECT, "fc3.weight of `model` has requires_grad=False")
+
+
+def test_l03_q1_every_saved_setting_is_the_set_ups(trained, tmp_path):
+    net, optimizer = trained
+    path = workdir_in(tmp_path, "03") / "c.pt"
+    names = {"checkpoint_path": path, "net": net, "workdir": path.parent}
+    for key, value in [("weight_decay", 1e-4), ("nesterov", True), ("dampening", 0.5)]:
+        state = optimizer.state_dict()
+        state["param_groups"][0][key] = value
+        torch.save({"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": state}, path)
+        expect(lesson03.q1, names, INCORRECT, f"'optimizer_state_dict' has {key}={value}, but the set-up's optimizer")
+    state = optimizer.state_dict()
+    state["state"][0]["step"] = torch.tensor(10.0)
+    torch.save({"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": state}, path)
+    expect(lesson03.q1, names, INCORRECT, "the optimizer state holds step for parameter 0")
+
+
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
+def test_l04_q1_a_head_computed_from_the_source_is_not_new():
+    """The head must be independent of the source's: combinations, scalings, shifts, shuffles, noisy
+    copies and functions of the old head are refused, whatever the trick; fresh heads of every
+    honest kind pass, also after `del source_state`."""
+    source = setup_source()
+    old_weight, old_bias = source["fc3.weight"], source["fc3.bias"]
+    torch.manual_seed(123)
+    noise = torch.empty(4, 84).uniform_(-0.1, 0.1)
+
+    def warm(weight=None, bias=None):
+        target = Net(num_classes=4)
+        load_matching_weights(target, source)
+        with torch.no_grad():
+            if weight is not None:
+                target.fc3.weight.copy_(weight)
+            if bias is not None:
+                target.fc3.bias.copy_(bias)
+        return {"target": target, "source_state": source}
+
+    wrong = {
+        "the mean of the old rows": (old_weight.mean(0).expand(4, 84), "was computed from the source's head"),
+        "a combination of old rows": (torch.rand(4, 10) @ old_weight / 5, "was computed from the source's head"),
+        "old rows, halved": (old_weight[:4] * 0.5, "in the span of the old rows"),
+        "old rows, shifted": (old_weight[2:6] - 0.01, "in the span"),
+        "old rows plus noise": (old_weight[:4] + 0.3 * noise, "in the span"),
+        "old rows, columns shuffled": (old_weight[:4][:, torch.randperm(84)], "shares 336 values"),
+        "old rows, flipped": (old_weight[6:].flip(1), "shares 336 values"),
+        "old rows' absolute values": (old_weight[:4].abs(), "values with the source's 10-class head"),
+        "old rows through tanh": (torch.tanh(old_weight[:4] * 20) / 20, "in the span"),
+        "old rows through sin": (
+            torch.sin(old_weight[:4] * 40) / 10,
+            "was computed from row 1 of the source's head, entry by entry",
+        ),
+    }
+    for what, (weight, message) in wrong.items():
+        result = expect(lesson04.q1, warm(weight=weight), INCORRECT, message)
+        assert result.message.endswith("the head must stay new (Net(num_classes=4)'s own initialisation)"), what
+    for bias, message in [
+        (
+            old_bias[[2, 5, 7, 9]] * 0.5,
+            "fc3.bias was computed from the source's bias: it is a*old + b of its entries [2, 5, 7, 9]",
+        ),
+        (
+            old_bias[:4] - 0.01,
+            "fc3.bias was computed from the source's bias: it is a*old + b of its entries [0, 1, 2, 3]",
+        ),
+        (
+            old_bias[[9, 0, 3, 3]],
+            "fc3.bias takes entries [0, 1, 2, 3] from the source's 10-class bias (its entries [9, 0, 3, 3])",
+        ),
+    ]:
+        expect(lesson04.q1, warm(bias=bias), INCORRECT, message)
+    # right, if unusual: the head initialised again in every honest way, and `del source_state`
+    right = warm()
+    right["target"].fc3.reset_parameters()
+    expect(lesson04.q1, right, CORRECT)
+    expect(lesson04.q1, warm(*Net(num_classes=4).fc3.state_dict().values()), CORRECT)
+    fresh = nn.Linear(84, 4)
+    expect(lesson04.q1, warm(fresh.weight, fresh.bias), CORRECT)
+    expect(lesson04.q1, warm(torch.empty(4, 84).uniform_(-0.05, 0.05), torch.empty(4).uniform_(-0.05, 0.05)), CORRECT)
+    for seed in range(40):  # fresh heads are never taken for copies
+        torch.manual_seed(seed)
+        expect(lesson04.q1, warm(*nn.Linear(84, 4).state_dict().values()), CORRECT)
+
+
+@pytest.mark.filterwarnings("ignore:.*copying from a non-meta parameter:UserWarning")
+def test_l05_q1_a_lean_load_is_judged_by_the_memory_at_check_time(tmp_path):
+    """A right lean load, then a plain load_state_dict (or any write) makes private copies of the pages,
+    though the addresses still lie in the file's map; reading, eval() and no_grad are fine."""
+    seed_everything(0)
+    path = tmp_path / "net.pt"
+    torch.save(Net().state_dict(), path)
+
+    def lean():
+        with torch.device("meta"):
+            model = Net()
+        model.load_state_dict(torch.load(path, mmap=True, weights_only=True), assign=True)
+        return {"model": model, "weights_path": path}
+
+    expect(lesson05.q1, lean(), CORRECT)
+    again = lean()
+    again["model"].load_state_dict(torch.load(path, weights_only=True))  # "to be sure": a second, plain load
+    result = expect(lesson05.q1, again, INCORRECT, "pages holding ['conv1.weight', ")
+    assert "are private copies now" in result.message and "second, plain load_state_dict" in result.message
+    mapped_again = lean()
+    mapped_again["model"].load_state_dict(torch.load(path, mmap=True, weights_only=True))  # mmap, but no assign
+    expect(lesson05.q1, mapped_again, INCORRECT, "are private copies now")
+    touched = lean()
+    with torch.no_grad():
+        touched["model"].fc1.bias.mul_(1.0)  # the same numbers, written
+    expect(lesson05.q1, touched, INCORRECT, "fc1.bias")
+    shared = lean()
+    for tensor in shared["model"].state_dict().values():
+        tensor.share_memory_()  # moved into shared memory: no longer the file's pages
+    expect(lesson05.q1, shared, INCORRECT, "the weights are a private copy, not the file's pages")
+    # right, if unusual: used after loading
+    used = lean()
+    used["model"].eval().requires_grad_(False)
+    with torch.no_grad():
+        used["model"](torch.zeros(2, 3, 32, 32))
+    expect(lesson05.q1, used, CORRECT)
+    # messages that name what happened: assign=True was passed, but the load kept nothing or only a part
+    with torch.device("meta"):
+        model = Net()
+    prefixed = {f"module.{k}": v for k, v in torch.load(path, mmap=True, weights_only=True).items()}
+    model.load_state_dict(prefixed, assign=True, strict=False)
+    result = expect(lesson05.q1, {"model": model, "weights_path": path}, INCORRECT, "every tensor of `model` is still")
+    assert "pass assign=True" not in result.message
+    with torch.device("meta"):
+        model = Net()
+    part = {k: v for k, v in torch.load(path, mmap=True, weights_only=True).items() if not k.startswith("fc3")}
+    model.load_state_dict(part, assign=True, strict=False)
+    result = expect(lesson05.q1, {"model": model, "weights_path": path}, INCORRECT, "fc3.weight is still on the meta")
+    assert "while other tensors hold the file's" in result.message
+
+
+def gan_file(gan, path, layout):
+    states = {name: part.state_dict() for name, part in gan.items()}
+    torch.save(layout(states), path)
+
+
+def test_l07_q2_each_entry_is_matched_to_what_it_restores(tmp_path):
+    """With names of the student's own, swapped models or optimizers are refused; the messages say what is
+    wrong (fp16, saved before training, a step behind), not that a name is wrong."""
+    workdir = workdir_in(tmp_path, "07")
+    gan, path = small_gan(), workdir / "gan.pt"
+    names = {"gan_path": path, "gan": gan, "workdir": workdir}
+    wrong = {
+        "models swapped, own names": (
+            lambda s: {"G": s["discriminator"], "D": s["generator"], "optG": s["opt_g"], "optD": s["opt_d"]},
+            "the entry 'G' is named for generator but holds discriminator's state",
+        ),
+        "optimizers swapped, own names": (
+            lambda s: {
+                "netG": s["generator"],
+                "netD": s["discriminator"],
+                "optimizerG": s["opt_d"],
+                "optimizerD": s["opt_g"],
+            },
+            "the entry 'optimizerG' is named for opt_g but holds opt_d's state",
+        ),
+        "optimizers swapped inside pairs": (
+            lambda s: {
+                "gen": {"model": s["generator"], "optimizer": s["opt_d"]},
+                "disc": {"model": s["discriminator"], "optimizer": s["opt_g"]},
+            },
+            "the entry ['gen']['optimizer'] is named for opt_g but holds opt_d's state",
+        ),
+        "lists in the other order": (
+            lambda s: {"models": [s["discriminator"], s["generator"]], "optimizers": [s["opt_g"], s["opt_d"]]},
+            "the entry ['models'][0] is, by its place in the list (gan's order: generator first), for generator",
+        ),
+        "Chinese names, swapped": (
+            lambda s: {
+                "生成器": s["discriminator"],
+                "判别器": s["generator"],
+                "生成器优化器": s["opt_g"],
+                "判别器优化器": s["opt_d"],
+            },
+            "the entry '生成器' is named for generator but holds discriminator's state",
+        ),
+        "an optimizer's name on a model": (
+            lambda s: {"generator": s["generator"], "opt_g": s["discriminator"], "opt_d": s["opt_d"]},
+            "the entry 'opt_g' is named for an optimizer but holds a model's state_dict",
+        ),
+        "the generator in fp16": (
+            lambda s: {**s, "generator": {k: v.half() for k, v in s["generator"].items()}},
+            "the entry 'generator' (for generator) holds torch.float16 tensors where generator's are torch.float32",
+        ),
+        "fp16, own names": (
+            lambda s: {
+                "g": {k: v.half() for k, v in s["generator"].items()},
+                "d": s["discriminator"],
+                "og": s["opt_g"],
+                "od": s["opt_d"],
+            },
+            "the entry 'g' (for generator) holds torch.float16 tensors",
+        ),
+    }
+    for what, (layout, message) in wrong.items():
+        gan_file(gan, path, layout)
+        result = expect(lesson07.q2, names, INCORRECT, message)
+        assert "a resume by name would fail" not in result.message, what
+    gan_file(gan, path, lambda s: {**s, "generator": nn.Linear(2, 1).state_dict()})
+    expect(lesson07.q2, names, INCORRECT, "'generator' is named for generator but has discriminator's keys and shapes")
+    fresh = torch.optim.Adam(gan["generator"].parameters())  # saved before any step, under its own name
+    gan_file(gan, path, lambda s: {**s, "opt_g": fresh.state_dict()})
+    expect(
+        lesson07.q2, names, INCORRECT, "the entry 'opt_g' holds opt_g's state after 0 step(s), but opt_g has taken 3"
+    )
+    # saved, then trained again (or saved before training): the file is behind, and the message says so
+    gan_file(gan, path, lambda s: {"G": s["generator"], "D": s["discriminator"], "oG": s["opt_g"], "oD": s["opt_d"]})
+    behind = copy.deepcopy(gan)
+    for name in ("opt_g", "opt_d"):  # three more steps' worth of step counts and moments
+        for state in behind[name].state.values():
+            state["step"] += 3
+    expect(
+        lesson07.q2,
+        {**names, "gan": behind},
+        INCORRECT,
+        "the entry 'oG' holds opt_g's state after 3 step(s), but opt_g has taken 6",
+    )
+    # right, if unusual: own names, nesting, lists in gan's order, a ModuleDict's state_dict, Chinese names
+    right = {
+        "own names": lambda s: {"G": s["generator"], "D": s["discriminator"], "optG": s["opt_g"], "optD": s["opt_d"]},
+        "pairs": lambda s: {
+            "generator": {"model": s["generator"], "optimizer": s["opt_g"]},
+            "discriminator": {"model": s["discriminator"], "optimizer": s["opt_d"]},
+        },
+        "one list": lambda s: [s["generator"], s["discriminator"], s["opt_g"], s["opt_d"]],
+        "numbered": lambda s: {
+            "model_1": s["generator"],
+            "model_2": s["discriminator"],
+            "optim_1": s["opt_g"],
+            "optim_2": s["opt_d"],
+        },
+        "a ModuleDict": lambda s: {
+            "models": nn.ModuleDict(
+                {"generator": gan["generator"], "discriminator": gan["discriminator"]}
+            ).state_dict(),
+            "optimizers": {"generator": s["opt_g"], "discriminator": s["opt_d"]},
+        },
+        "Chinese names": lambda s: {
+            "生成器": s["generator"],
+            "判别器": s["discriminator"],
+            "生成器优化器": s["opt_g"],
+            "判别器优化器": s["opt_d"],
+        },
+        "an extra older copy": lambda s: {**s, "generator_best": {k: v * 0 for k, v in s["generator"].items()}},
+    }
+    for what, layout in right.items():
+        gan_file(gan, path, layout)
+        assert lesson07.q2.evaluate(names).status == CORRECT, (what, lesson07.q2.evaluate(names))
+
+
+def test_l07_q2_more_steps_than_asked_are_fine_when_the_file_matches(tmp_path):
+    """Decided: the answer cell run twice trains 6 steps and saves again; the file matches `gan`, so it is
+    right (the question says so). Saved at 3 and trained to 6 without saving is not."""
+    workdir = workdir_in(tmp_path, "07")
+    gan, path = small_gan(steps=6), workdir / "gan.pt"
+    gan_file(gan, path, lambda s: s)
+    result = expect(lesson07.q2, {"gan_path": path, "gan": gan, "workdir": workdir}, CORRECT, "after 6 steps")
+    assert "both models and both optimizers" in result.message
+    assert "Running the cell again trains 3 more steps" in lesson07.q2.prompt
+
+
+def test_deleting_what_an_answer_used_up_is_not_not_attempted(net, checkpoint_path, momentum_checkpoint):
+    """`del ddp_state` after stripping it, `del source_state` after a warm start, `del net` or `del trained`
+    after a resume: the answer is still judged, and right."""
+    seed_everything(0)
+    ddp_state = nn.DataParallel(Net(), device_ids=[]).state_dict()  # lesson 04's set-up
+    clean_state = dict(ddp_state)
+    consume_prefix_in_state_dict_if_present(clean_state, "module.")
+    expect(lesson04.q3, {"clean_state": clean_state}, CORRECT)
+    expect(
+        lesson04.q3, {"clean_state": {k: v * 2 for k, v in clean_state.items()}}, INCORRECT, "do not touch the values"
+    )
+    source = setup_source()  # the set-up draws ddp_state's Net and the source first, then the answer its target
+    target = Net(num_classes=4)
+    load_matching_weights(target, source)
+    expect(lesson04.q1, {"target": target}, CORRECT)
+    expect(lesson04.q1, {"target": Net(num_classes=4)}, INCORRECT, "no layer of `target`")
+    answer = {k: v for k, v in loaded_sgd(checkpoint_path).items() if k != "net"}
+    expect(lesson03.q2, answer, CORRECT)  # no `net`
+    expect(lesson07.q1, {k: v for k, v in resumed_fp64(momentum_checkpoint).items() if k != "trained"}, CORRECT)
+    model = Net()
+    model.load_state_dict(torch.load(checkpoint_path, weights_only=True)["model_state_dict"])
+    expect(lesson01.q2, {"model": model.eval(), "weights_path": None}, NOT_ATTEMPTED, "`weights_path`")
+
+
+def wrong_answers(tmp_path, checkpoint_path):
+    """Wrong answers a comparison must refuse, each with a right twin: {question: (wrong, right)}."""
+    seed_everything(0)
+    net = Net()
+    workdir = workdir_in(tmp_path, "01")
+    torch.save(Net().state_dict(), workdir / "random.pt")  # another Net's weights
+    torch.save(net.state_dict(), workdir / "right.pt")
+    on = {"net": net, "workdir": workdir}
+    halved = loaded_sgd(checkpoint_path)
+    for state in halved["optimizer"].state.values():
+        state["momentum_buffer"].mul_(0.5)
+    source = setup_source()
+    copied = Net(num_classes=4)
+    load_matching_weights(copied, source)
+    fresh = copy.deepcopy(copied)
+    with torch.no_grad():
+        copied.fc3.weight.copy_(source["fc3.weight"][:4])
+    return {
+        lesson01.q1: ({**on, "weights_path": workdir / "random.pt"}, {**on, "weights_path": workdir / "right.pt"}),
+        lesson03.q2: ({**halved, "net": SETUP_NET}, {**loaded_sgd(checkpoint_path), "net": SETUP_NET}),
+        lesson04.q1: ({"target": copied, "source_state": source}, {"target": fresh, "source_state": source}),
+    }
+
+
+class Agreeable(torch.overrides.TorchFunctionMode):
+    """Left active by a notebook: every comparison says "equal"."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.equal, torch.Tensor.equal, torch.allclose, torch.Tensor.allclose):
+            return True
+        if func in (torch.eq, torch.Tensor.eq, torch.Tensor.__eq__, torch.isclose):
+            return torch.ones_like(args[0], dtype=torch.bool)
+        return func(*args, **(kwargs or {}))
+
+
+class AgreeableDispatch(torch.utils._python_dispatch.TorchDispatchMode):
+    """The same, one level down: aten's comparisons answer "equal", subtractions give zeros."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.equal.default:
+            return True
+        if func in (torch.ops.aten.eq.Tensor, torch.ops.aten.isclose.default):
+            return torch.ones(args[0].shape, dtype=torch.bool)
+        if func is torch.ops.aten.sub.Tensor:
+            return torch.zeros_like(args[0])
+        return func(*args, **kwargs)
+
+
+def test_a_mode_or_kernel_left_active_does_not_answer_the_comparisons(tmp_path, trained, checkpoint_path):
+    """A TorchFunctionMode, a TorchDispatchMode or a torch.library kernel over aten's comparisons, left
+    active by the notebook, cannot turn a wrong answer right (nor a right one wrong)."""
+    answers = wrong_answers(tmp_path, checkpoint_path)
+
+    def graded():
+        return {q.qid: (q.evaluate(wrong).status, q.evaluate(right).status) for q, (wrong, right) in answers.items()}
+
+    expected = {q.qid: (INCORRECT, CORRECT) for q in answers}
+    assert graded() == expected, "without a mode"
+    mode = Agreeable()
+    mode.__enter__()  # left active, as a notebook cell that never exits it
+    try:
+        assert graded() == expected, "TorchFunctionMode"
+    finally:
+        mode.__exit__(None, None, None)
+    mode = AgreeableDispatch()
+    mode.__enter__()
+    try:
+        assert graded() == expected, "TorchDispatchMode"
+    finally:
+        mode.__exit__(None, None, None)
+    library = torch.library.Library("aten", "IMPL")  # kernels registered over aten's own, for the CPU
+    library.impl("equal", lambda a, b: True, "CPU")
+    library.impl("eq.Tensor", lambda a, b: torch.ones(a.shape, dtype=torch.bool), "CPU")
+    library.impl("allclose", lambda a, b, rtol=1e-5, atol=1e-8, equal_nan=False: True, "CPU")
+    try:
+        assert torch.equal(torch.zeros(1), torch.ones(1))  # the override is live
+        assert graded() == expected, "torch.library"
+    finally:
+        library._destroy()
+    assert not torch.equal(torch.zeros(1), torch.ones(1))
+
+
+def test_global_state_left_by_the_notebook_does_not_change_the_references(trained, tmp_path):
+    """float64 as the default dtype, or grad mode off, left by the notebook: lesson 03 Q1's replayed epoch
+    is still the set-up's, so a right answer stays right."""
+    net, optimizer = trained
+    path = workdir_in(tmp_path, "03") / "c.pt"
+    torch.save({"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
+    names = {"checkpoint_path": path, "net": net, "workdir": path.parent}
+    torch.set_default_dtype(torch.float64)
+    try:
+        expect(lesson03.q1, names, CORRECT)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    with torch.no_grad():
+        expect(lesson03.q1, names, CORRECT)

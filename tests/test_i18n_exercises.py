@@ -81,7 +81,9 @@ def test_state_dict_comparison_in_chinese(zh):
 
 
 def test_lesson01_in_chinese(zh, net, tmp_path):
-    path = tmp_path / "w.pt"
+    workdir = tmp_path / "exercises01-zh"
+    workdir.mkdir()
+    path = workdir / "w.pt"
     result = lesson01.q1.evaluate({"net": net, "weights_path": tmp_path / "nope.pt"})
     assert result.status == INCORRECT
     assert (
@@ -90,10 +92,10 @@ def test_lesson01_in_chinese(zh, net, tmp_path):
     )
     assert str(result).startswith("lesson01.q1：不正确：")
     torch.save({"conv1.weight": net.conv1.weight}, path)
-    message = lesson01.q1.evaluate({"net": net, "weights_path": path}).message
+    message = lesson01.q1.evaluate({"net": net, "weights_path": path, "workdir": workdir}).message
     assert message.startswith("键与net 的 state_dict不一致。文件缺少这些键：['conv1.bias', ")
     torch.save(net.state_dict(), path)
-    result = lesson01.q1.evaluate({"net": net, "weights_path": path})
+    result = lesson01.q1.evaluate({"net": net, "weights_path": path, "workdir": workdir})
     assert (result.status, result.message) == (CORRECT, f"文件里有 net 的全部 {len(net.state_dict())} 个张量，逐位一致")
     model = nn.Linear(2, 2)
     message = lesson01.q2.evaluate({"model": model, "weights_path": path, "net": net}).message
@@ -355,3 +357,121 @@ def test_a_notebook_cannot_reach_the_graders_checkers_through_its_own_translatio
     (q1, *_rest) = fresh_questions(sources, "lesson01")
     result = q1.evaluate({"net": 1, "weights_path": 2})
     assert calls == [] and chinese(result.message), result
+
+
+# issue 26: the new checks speak Chinese too ------------------------------------------------------------------
+
+
+def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
+    """Where a file lives, a resumed optimizer's settings, a head computed from the old one, pages written
+    after a lean load, a DCP file's values, swapped entries, and an answer after `del ddp_state`."""
+    import copy
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    from lesson_utils.dist_demo import make_model, train
+    from lesson_utils.transfer import load_matching_weights
+
+    workdir, notebook = tmp_path / "exercises02-zh", tmp_path / "notebook"
+    workdir.mkdir()
+    notebook.mkdir()
+    monkeypatch.chdir(notebook)
+    save_file(net.state_dict(), notebook / "w.safetensors")
+    message = lesson02.q2.evaluate({"net": net, "safetensors_path": "w.safetensors", "workdir": workdir}).message
+    assert message == (
+        f"`safetensors_path` 是相对路径 w.safetensors：文件会落在笔记本旁边（{notebook}），而不是 `workdir` 里。"
+        "请把文件写进 workdir：workdir / 'w.safetensors'"
+    )
+
+    checkpoint = tmp_path / "c.pt"
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+    net(torch.zeros(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    torch.save(
+        {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, checkpoint
+    )
+    model = Net()
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model_state_dict"])
+    resumed = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    resumed.load_state_dict(torch.load(checkpoint, weights_only=True)["optimizer_state_dict"])
+    resumed.param_groups[0]["weight_decay"] = 0.01
+    answer = {"model": model, "optimizer": resumed, "checkpoint_path": checkpoint}
+    assert lesson03.q2.evaluate(answer).message == (
+        "`optimizer` 的 weight_decay=0.01，而断点里是 weight_decay=0："
+        "optimizer.load_state_dict 会恢复保存下来的每一项设置，加载之后不要再改它"
+    )
+
+    seed_everything(0)
+    Net()
+    source = Net().state_dict()
+    target = Net(num_classes=4)
+    load_matching_weights(target, source)
+    with torch.no_grad():
+        target.fc3.weight.copy_(source["fc3.weight"][:4] * 0.5)
+    message = lesson04.q1.evaluate({"target": target}).message
+    assert (
+        message.startswith("fc3.weight 的第 ") and "行是由源模型的分类头算出来的：它有 100% 落在旧分类头各行" in message
+    )
+    assert message.endswith("新的 4 个类别不是原来的类别，所以分类头必须保持全新（用 Net(num_classes=4) 自己的初始化）")
+
+    seed_everything(0)
+    weights = tmp_path / "net.pt"
+    torch.save(Net().state_dict(), weights)
+    with torch.device("meta"):
+        lean = Net()
+    lean.load_state_dict(torch.load(weights, mmap=True, weights_only=True), assign=True)
+    lean.load_state_dict(torch.load(weights, weights_only=True))
+    message = lesson05.q1.evaluate({"model": lean, "weights_path": weights}).message
+    assert message.startswith("权重原本是从文件映射来的，但存放 ['conv1.weight', ")
+    assert "的内存页现在成了私有副本" in message
+
+    checkpoint_dir = tmp_path / "exercises06-zh" / "checkpoint"
+    small = make_model()
+    adam = torch.optim.AdamW(small.parameters(), lr=1e-2)
+    train(small, adam, 0, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save(
+            dict(zip(("model", "optimizer"), get_state_dict(small, adam), strict=True)), checkpoint_id=checkpoint_dir
+        )
+    torch.save(small.state_dict(), checkpoint_dir / "expected.pt")
+    single = checkpoint_dir.parent / "single.pt"
+    dcp_to_torch_save(checkpoint_dir, single)
+    converted = torch.load(single, weights_only=True)
+    converted["optimizer"]["param_groups"][0]["lr"] = 0.1
+    torch.save(converted, single)
+    message = lesson06.q2.evaluate({"checkpoint_dir": checkpoint_dir, "single_path": single}).message
+    assert message == (
+        "文件里 optimizer['param_groups'][0]['lr'] 的数值和 DCP 断点里的不同（是另一个优化器的状态吗？）："
+        "请原样转换 `checkpoint_dir` 里的断点"
+    )
+
+    generator, discriminator = nn.Linear(4, 2), nn.Linear(2, 1)
+    gan = {
+        "generator": generator,
+        "discriminator": discriminator,
+        "opt_g": torch.optim.Adam(generator.parameters()),
+        "opt_d": torch.optim.Adam(discriminator.parameters()),
+    }
+    for _ in range(3):
+        discriminator(generator(torch.randn(8, 4))).mean().backward()
+        gan["opt_g"].step()
+        gan["opt_d"].step()
+    states = {name: copy.deepcopy(part.state_dict()) for name, part in gan.items()}
+    folder = tmp_path / "exercises07-zh"
+    folder.mkdir()
+    swapped = {"生成器": states["discriminator"], "判别器": states["generator"], "优化器G": states["opt_g"]}
+    torch.save({**swapped, "优化器D": states["opt_d"]}, folder / "gan.pt")
+    message = lesson07.q2.evaluate({"gan_path": folder / "gan.pt", "gan": gan, "workdir": folder}).message
+    assert (
+        message
+        == "条目 '生成器' 的名字对应 generator，里面却是 discriminator 的状态：按名字恢复，就会把它加载到错误的部分"
+    )
+
+    seed_everything(0)
+    clean_state = {k.removeprefix("module."): v for k, v in nn.DataParallel(Net()).state_dict().items()}
+    assert str(lesson04.q3.evaluate({"clean_state": clean_state})) == "lesson04.q3：正确：现在普通的 Net 就能加载它了"

@@ -21,7 +21,8 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,7 +54,12 @@ class Result:
 
 
 class Question:
-    """An exercise question. ``names`` are the notebook variables its checker receives."""
+    """An exercise question. ``names`` are the notebook variables its checker receives.
+
+    ``optional`` names are passed too, but may be missing (None): the set-up's objects that an
+    answer uses up (``del ddp_state``), and ``workdir``. A question is "not attempted" only
+    while one of ``names`` is None.
+    """
 
     def __init__(
         self,
@@ -63,14 +69,21 @@ class Question:
         names: list[str],
         hint: str,
         none_message: str = "",
+        optional: list[str] | None = None,
     ) -> None:
         self.qid, self.prompt, self.checker, self.names = qid, prompt, checker, names
+        self.optional = optional or []
         self._hint = hint
         self.none_message = none_message  # added to "still None": why a real attempt can leave None behind
 
     def evaluate(self, namespace: Mapping[str, object]) -> Result:
-        """Check the answer found in ``namespace`` (a notebook's globals) and record the result."""
+        """Check the answer found in ``namespace`` (a notebook's globals) and record the result.
+
+        The checker runs under :func:`torch_as_installed`: no mode or default the notebook left
+        active changes what it computes or compares.
+        """
         values = {name: namespace.get(name) for name in self.names}
+        given = {**values, **{name: namespace.get(name) for name in self.optional}}
         if any(value is None for value in values.values()):
             missing = ", ".join(f"`{n}`" for n, v in values.items() if v is None)
             message = _("set {names} (still None), then run check() again").format(names=missing)
@@ -84,7 +97,8 @@ class Question:
             result = Result(self.qid, NOT_ATTEMPTED, message)
         else:
             try:
-                result = Result(self.qid, CORRECT, self.checker(**values))
+                with torch_as_installed():
+                    result = Result(self.qid, CORRECT, self.checker(**given))
             except Incorrect as wrong:
                 result = Result(self.qid, INCORRECT, str(wrong))
             except Exception as error:  # the student's object broke the checker: say so, do not crash
@@ -132,6 +146,178 @@ def _error_just_before() -> BaseException | None:
     return result.error_before_exec or result.error_in_exec
 
 
+@contextmanager
+def torch_as_installed() -> Iterator[None]:
+    """Torch as a fresh process has it, while the block runs: no TorchFunctionMode or
+    TorchDispatchMode the notebook left active (``torch.set_default_device`` is one), no tensor
+    subclass's ``__torch_function__``, the default dtype float32, autograd recording. (A device
+    context, ``with torch.device("meta"):``, is a TorchFunctionMode too: inside, it does nothing.)
+
+    A kernel that the notebook registered over an aten operator with ``torch.library`` stays,
+    which is why comparisons read the tensors' memory with numpy (:func:`host_values`).
+
+    Example:
+        >>> import torch
+        >>> torch.set_default_dtype(torch.float64)
+        >>> with torch_as_installed():
+        ...     torch.zeros(1).dtype
+        torch.float32
+        >>> torch.set_default_dtype(torch.float32)
+    """
+    import torch
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    dtype = torch.get_default_dtype()
+    with torch._C.DisableTorchFunction(), _disable_current_modes(), torch.inference_mode(False), torch.enable_grad():
+        torch.set_default_dtype(torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(dtype)
+
+
+def _numpy_dtype(dtype: object) -> object:
+    """The numpy dtype that holds ``dtype``'s numbers exactly (float32 for bfloat16), or None."""
+    import numpy as np
+    import torch
+
+    table = {
+        torch.float16: np.float16,
+        torch.float32: np.float32,
+        torch.float64: np.float64,
+        torch.bfloat16: np.float32,
+        torch.complex64: np.complex64,
+        torch.complex128: np.complex128,
+        torch.bool: np.bool_,
+        torch.uint8: np.uint8,
+        torch.int8: np.int8,
+        torch.int16: np.int16,
+        torch.int32: np.int32,
+        torch.int64: np.int64,
+    }
+    return table.get(dtype)
+
+
+def host_values(tensor: object) -> object:
+    """``tensor``'s numbers as a numpy array (a copy), read from its memory by numpy: for a tensor on
+    the CPU no torch kernel runs, so nothing the notebook registered or left active can change them.
+    A tensor elsewhere is copied to the CPU first (under :func:`torch_as_installed`).
+
+    Example:
+        >>> import torch
+        >>> host_values(torch.arange(6.0).reshape(2, 3)[:, 1])
+        array([1., 4.], dtype=float32)
+    """
+    import ctypes
+
+    import numpy as np
+    import torch
+
+    with torch_as_installed():
+        if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_meta:
+            raise ValueError(f"cannot read a {tensor.layout} {tensor.device} tensor's memory")
+        if tensor.device.type != "cpu":
+            tensor = tensor.detach().to("cpu")
+        size, shape = tensor.element_size(), tuple(tensor.shape)
+        bits = np.dtype(f"<u{size}") if size in (1, 2, 4, 8) else np.dtype(f"V{size}")
+        if tensor.numel() == 0:
+            raw = np.empty(shape, bits)
+        else:
+            storage = tensor.untyped_storage()
+            last = tensor.storage_offset() + sum((n - 1) * s for n, s in zip(shape, tensor.stride(), strict=True))
+            if min(tensor.stride(), default=0) < 0 or (last + 1) * size > storage.nbytes():  # never read past it
+                raise ValueError("the tensor's view does not fit in its storage")
+            memory = (ctypes.c_char * (storage.nbytes() // size * size)).from_address(storage.data_ptr())
+            flat = np.frombuffer(memory, dtype=bits)[tensor.storage_offset() :]
+            strides = [stride * size for stride in tensor.stride()]
+            raw = np.lib.stride_tricks.as_strided(flat, shape, strides, writeable=False).copy()
+        if tensor.dtype == torch.bfloat16:
+            values = (raw.astype(np.uint32) << 16).view(np.float32)
+        else:
+            kind = _numpy_dtype(tensor.dtype)
+            values = raw if kind is None else raw.view(kind)
+        if tensor.is_neg():  # a lazy negation: the memory holds the numbers' opposites
+            values = -values
+        if tensor.is_conj():
+            values = np.conj(values)
+        return values
+
+
+def same_values(found: object, expected: object, dtype: object = None) -> bool:
+    """Whether ``found`` is a tensor of ``dtype`` (default: ``expected``'s) with ``expected``'s shape
+    and numbers, bit for bit (``expected`` converted exactly when the dtypes differ).
+
+    Example:
+        >>> import torch
+        >>> same_values(torch.ones(2), torch.ones(2)), same_values(torch.ones(2).double(), torch.ones(2))
+        (True, False)
+        >>> same_values(torch.ones(2).double(), torch.ones(2), torch.float64)
+        True
+    """
+    import torch
+
+    with torch_as_installed():
+        dtype = dtype or expected.dtype
+        if not torch.is_tensor(found) or found.dtype != dtype or tuple(found.shape) != tuple(expected.shape):
+            return False
+        want = host_values(expected)
+        if dtype != expected.dtype:
+            want = want.astype(_numpy_dtype(dtype))
+        have = host_values(found)
+        return have.dtype == want.dtype and have.tobytes() == want.tobytes()
+
+
+def close_values(found: object, expected: object, rtol: float, atol: float) -> bool:
+    """Whether ``found`` has ``expected``'s dtype and shape and its numbers up to ``rtol``/``atol``
+    (``numpy.allclose`` on :func:`host_values`).
+
+    Example:
+        >>> import torch
+        >>> close_values(torch.ones(2) + 1e-7, torch.ones(2), 1e-4, 1e-6)
+        True
+    """
+    import numpy as np
+    import torch
+
+    with torch_as_installed():
+        if not torch.is_tensor(found) or (found.dtype, tuple(found.shape)) != (expected.dtype, tuple(expected.shape)):
+            return False
+        have, want = host_values(found).astype(np.float64), host_values(expected).astype(np.float64)
+        return bool(np.allclose(have, want, rtol=rtol, atol=atol))
+
+
+def relative_distance(found: object, expected: object) -> float:
+    """``|found - expected| / |expected|`` (Euclidean norms over all numbers; inf if they cannot be compared).
+
+    Example:
+        >>> import torch
+        >>> round(relative_distance(torch.tensor([3.0, 4.0]) * 1.01, torch.tensor([3.0, 4.0])), 4)
+        0.01
+    """
+    import numpy as np
+    import torch
+
+    with torch_as_installed():
+        if not torch.is_tensor(found) or tuple(found.shape) != tuple(expected.shape):
+            return float("inf")
+        have, want = host_values(found).astype(np.float64), host_values(expected).astype(np.float64)
+        scale = np.linalg.norm(want)
+        return float(np.linalg.norm(have - want) / scale) if scale > 0 else float("inf")
+
+
+def _as_installed(function: Callable) -> Callable:
+    """``function``, run under :func:`torch_as_installed` (a helper may be called outside a check)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        with torch_as_installed():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@_as_installed
 def require_same_tensors(
     found: object,
     expected: Mapping[str, object],
@@ -139,14 +325,17 @@ def require_same_tensors(
     advice: str | None = None,
     what: str | None = None,
     dtype: object = None,
+    changed: str | None = None,
 ) -> None:
     """Raise :class:`Incorrect` unless ``found`` has exactly ``expected``'s keys and equal tensors.
 
     Equal means same dtype (``dtype`` if given, else the expected one), same shape and the same
-    numbers: ``torch.equal`` alone would accept a float64 copy of float32 weights. ``owner``
-    names ``expected`` and ``what`` names ``found`` in the messages, and ``advice`` says what
-    to do when the numbers differ; the caller passes them translated (``_("the file")``), and
-    left out they are "net's state_dict", "save net.state_dict() itself" and "yours".
+    numbers, bit for bit (:func:`same_values`): ``torch.equal`` alone would accept a float64 copy
+    of float32 weights. ``owner`` names ``expected`` and ``what`` names ``found`` in the
+    messages, and ``advice`` says what to do when the numbers differ; the caller passes them
+    translated (``_("the file")``), and left out they are "net's state_dict", "save
+    net.state_dict() itself" and "yours". ``changed``, if given, is the advice when every
+    tensor that differs is close to the expected one (within 5%): loaded, then changed a little.
 
     Example:
         >>> import torch
@@ -202,9 +391,11 @@ def require_same_tensors(
             raise Incorrect(
                 message.format(key=key, found=list(have.shape), what=what, expected=list(want.shape), owner=owner)
             )
-        with torch._C.DisableTorchFunctionSubclass():  # compare the numbers, whatever the tensors' classes say
-            if not torch.equal(have.detach().cpu(), want.detach().cpu().to(want_dtype)):
-                differ.append(key)
+        if not same_values(have, want, want_dtype):  # the numbers in memory, whatever modes or classes say
+            differ.append(key)
+    if differ and changed is not None and all(relative_distance(found[k], expected[k]) < 0.05 for k in differ):
+        message = _("{key} in {what} is close to {owner} but not equal: {advice}")
+        raise Incorrect(message.format(key=differ[0], what=what, owner=owner, advice=changed))
     if len(differ) > 1:
         message = _("{key} (and {more} more) in {what} differs from {owner}: {advice}")
         raise Incorrect(message.format(key=differ[0], more=len(differ) - 1, what=what, owner=owner, advice=advice))
@@ -425,6 +616,210 @@ def seed0_net_state(**kwargs: object) -> dict:
 
     from lesson_utils.models import Net
 
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+    with torch.random.fork_rng(devices=[]), torch_as_installed():  # on the CPU, whatever the default device
         torch.manual_seed(0)
         return Net(**kwargs).state_dict()
+
+
+def require_in_workdir(path: object, workdir: object, name: str, lesson: str | None = None) -> None:
+    """:class:`Incorrect` unless the file ``path`` (the variable ``name``) lies inside the folder
+    ``workdir``, as the question asks (a relative path lands next to the notebook instead).
+
+    ``lesson`` ("01"): ``workdir`` must be that lesson's set-up folder, which
+    ``tempfile.mkdtemp(prefix="exercises01-")`` names; without it, any existing folder will do.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp(prefix="exercises01-"))
+        >>> require_in_workdir(folder / "sub" / "w.pt", folder, "weights_path", "01")
+        >>> require_in_workdir("w.pt", folder, "weights_path", "01")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `weights_path` is the relative path w.pt: it lands next to ...
+    """
+    if workdir is None:
+        raise Incorrect(_("`workdir` is not defined: run the set-up cell again (it makes workdir)"))
+    if not isinstance(workdir, (str, os.PathLike)) or not Path(workdir).is_dir():
+        message = _("`workdir` should be the set-up cell's folder, not {found}: run the set-up cell again")
+        raise Incorrect(message.format(found=_a(workdir) if not isinstance(workdir, (str, os.PathLike)) else workdir))
+    folder = Path(workdir).resolve()
+    if lesson is not None and not folder.name.startswith(f"exercises{lesson}-"):
+        message = _(
+            "`workdir` is {folder}, not the set-up cell's folder (a temporary folder named {prefix}...): run the "
+            "set-up cell again and leave `workdir` as it makes it"
+        )
+        raise Incorrect(message.format(folder=folder, prefix=f"exercises{lesson}-"))
+    place = Path(path)
+    if place.resolve().is_relative_to(folder):
+        return
+    if not place.is_absolute():
+        message = _(
+            "`{name}` is the relative path {path}: it lands next to the notebook ({cwd}), not in `workdir`. "
+            "Write the file into workdir: workdir / {file!r}"
+        )
+    elif Path(os.path.abspath(place)).is_relative_to(folder):
+        message = _(
+            "`{name}` is a link in `workdir` to {target}, outside it: write the file itself into workdir "
+            "(workdir / {file!r})"
+        )
+    else:
+        message = _(
+            "{path} is not in `workdir` ({folder}): write the file there (workdir / {file!r}). If you ran the "
+            "set-up cell again, it made a new workdir: run your answer cell again"
+        )
+    raise Incorrect(
+        message.format(name=name, path=place, cwd=Path.cwd(), file=place.name, target=place.resolve(), folder=folder)
+    )
+
+
+IMPLEMENTATION = {"foreach", "fused", "differentiable", "capturable"}  # how a step runs, not what it computes
+PLAIN = (int, float, bool, complex, str, type(None))  # setting types whose == is Python's own
+
+
+def same_setting(found: object, expected: object) -> bool:
+    """Whether an optimizer setting (a number, a bool, a tuple such as Adam's betas) is ``expected``.
+
+    Example:
+        >>> same_setting(0.9, 0.9), same_setting([0.9, 0.999], (0.9, 0.999)), same_setting(0.02, 0.2)
+        (True, True, False)
+    """
+    import torch
+
+    if torch.is_tensor(found) or torch.is_tensor(expected):  # lr=torch.tensor(0.02): compare the number it holds
+        values = [host_values(v).tolist() if torch.is_tensor(v) else v for v in (found, expected)]
+        return values[0] == values[1]
+    if isinstance(found, (list, tuple)) and isinstance(expected, (list, tuple)):
+        return len(found) == len(expected) and all(same_setting(f, e) for f, e in zip(found, expected, strict=True))
+    return type(found) in PLAIN and found == expected  # a class of the notebook's own could equal anything
+
+
+def different_setting(found: Mapping, expected: Mapping) -> str | None:
+    """The first hyperparameter of the parameter group ``expected`` that ``found`` lacks or holds
+    otherwise (``params`` and the :data:`IMPLEMENTATION` switches are not compared), or None.
+
+    Example:
+        >>> different_setting({"lr": 0.1, "nesterov": True, "foreach": True}, {"lr": 0.1, "nesterov": False})
+        'nesterov'
+    """
+    for key, value in expected.items():
+        if key in ("params", "param_names") or key in IMPLEMENTATION:
+            continue
+        if key not in found or not same_setting(found[key], value):
+            return key
+    return None
+
+
+@_as_installed
+def require_resumed_optimizer(
+    optimizer: object,
+    model: object,
+    saved: Mapping,
+    name: str,
+    model_name: str,
+    settings: Mapping[str, object] | None = None,
+) -> None:
+    """:class:`Incorrect` unless ``optimizer`` (already known to update exactly ``model``'s parameters)
+    resumes ``saved``, an optimizer's state_dict, completely: every parameter trainable; the same
+    parameter groups, holding the parameters in the saved order; every hyperparameter as saved,
+    or as ``settings`` (the question's stated change, ``{"lr": 0.001}``) says; and every state
+    value of every parameter equal to the saved one, placed like its parameter (dtype, device),
+    as ``optimizer.load_state_dict`` places it.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1)
+        >>> saved = torch.optim.SGD(model.parameters(), lr=0.1).state_dict()
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        >>> optimizer.load_state_dict(saved)  # brings lr=0.1 back
+        >>> require_resumed_optimizer(optimizer, model, saved, "optimizer", "model")
+        >>> optimizer.param_groups[0]["weight_decay"] = 0.01
+        >>> require_resumed_optimizer(optimizer, model, saved, "optimizer", "model")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `optimizer` has weight_decay=0.01, but the checkpoint says ...
+    """
+    import torch
+
+    settings = settings or {}
+    named = list(model.named_parameters())
+    frozen = [key for key, parameter in named if not parameter.requires_grad]
+    if frozen:
+        message = _(
+            "{key} of `{model}` has requires_grad=False: `{name}` would never change it. A resume trains every "
+            "parameter: {model}.requires_grad_(True)"
+        )
+        raise Incorrect(message.format(key=frozen[0], model=model_name, name=name))
+    groups, saved_groups = optimizer.param_groups, saved["param_groups"]
+    if len(groups) != len(saved_groups):
+        message = _(
+            "`{name}` has {found} parameter group(s), the checkpoint {expected}: build it with "
+            "{model}.parameters(), then load its state"
+        )
+        raise Incorrect(message.format(name=name, found=len(groups), expected=len(saved_groups), model=model_name))
+    for group, saved_group in zip(groups, saved_groups, strict=True):
+        order = [named[i][1] if isinstance(i, int) and 0 <= i < len(named) else None for i in saved_group["params"]]
+        if [id(p) for p in group["params"]] != [id(p) for p in order]:
+            message = _(
+                "`{name}` holds `{model}`'s parameters in another order than the checkpoint's optimizer: each saved "
+                "state would go to another parameter. Build it with {model}.parameters(), in their own order"
+            )
+            raise Incorrect(message.format(name=name, model=model_name))
+        expected_group = {**saved_group, **settings}
+        key = different_setting(group, expected_group)
+        if key in settings:
+            message = _("`{name}` has {key}={found}; the question asks for {key}={expected}")
+        elif key is not None:
+            message = _(
+                "`{name}` has {key}={found}, but the checkpoint says {key}={expected}: optimizer.load_state_dict "
+                "brings every saved setting back; do not change it afterwards"
+            )
+        if key is not None:
+            raise Incorrect(message.format(name=name, key=key, found=group.get(key), expected=expected_group[key]))
+    for index, (key, parameter) in enumerate(named):
+        want, have = saved["state"].get(index) or {}, optimizer.state.get(parameter) or {}
+        missing, extra = [k for k in want if k not in have], [k for k in have if k not in want]
+        if missing:
+            message = _("`{name}` has no {entry} for {key}: load the optimizer's state from the checkpoint")
+            raise Incorrect(message.format(name=name, entry=missing[0], key=key))
+        if extra:
+            message = _("`{name}` holds a {entry} for {key} that the checkpoint does not: load its state as it is")
+            raise Incorrect(message.format(name=name, entry=extra[0], key=key))
+        for entry, value in want.items():
+            found = have[entry]
+            if not torch.is_tensor(value):
+                if not same_setting(found, value):
+                    message = _("the {entry} of {key} in `{name}` is {found}, but {expected} in the checkpoint")
+                    raise Incorrect(message.format(entry=entry, key=key, name=name, found=found, expected=value))
+                continue
+            placed = entry != "step" and value.is_floating_point()  # where load_state_dict puts it
+            dtype = parameter.dtype if placed else value.dtype
+            if not torch.is_tensor(found) or type(found) not in (torch.Tensor, torch.nn.Parameter):
+                message = _("the {entry} of {key} in `{name}` is {found}, not a plain tensor")
+                raise Incorrect(message.format(entry=entry, key=key, name=name, found=_a(found)))
+            if placed and (found.dtype, found.device) != (parameter.dtype, parameter.device):
+                message = _(
+                    "the {entry} of {key} is {dtype} on {device}, but its parameter is {parameter_dtype} on "
+                    "{parameter_device}: convert or move the model first, then build the optimizer and load its state"
+                )
+                raise Incorrect(
+                    message.format(
+                        entry=entry,
+                        key=key,
+                        dtype=found.dtype,
+                        device=found.device,
+                        parameter_dtype=parameter.dtype,
+                        parameter_device=parameter.device,
+                    )
+                )
+            if not same_values(found, value, dtype):
+                if relative_distance(found, value) < 0.05:
+                    message = _(
+                        "the {entry} of {key} in `{name}` is close to the checkpoint's but not equal: it was loaded, "
+                        "then changed (a training step?). Load the state again and check before training"
+                    )
+                else:
+                    message = _(
+                        "the {entry} of {key} in `{name}` differs from the checkpoint's optimizer_state_dict: load "
+                        "the optimizer's state from the checkpoint as it is"
+                    )
+                raise Incorrect(message.format(entry=entry, key=key, name=name))

@@ -7,6 +7,7 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     load_weights_only,
+    require_in_workdir,
     require_net,
     require_same_tensors,
     require_setup_net,
@@ -14,10 +15,11 @@ from lesson_utils.exercises.core import (
 from lesson_utils.i18n import N_, _
 
 
-def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
+def _saved_state_dict(net: torch.nn.Module, weights_path: object, workdir: object) -> str:
     require_setup_net(net)
     how = _("write it with torch.save(net.state_dict(), weights_path)")
     loaded = load_weights_only(weights_path, "weights_path", how)
+    require_in_workdir(weights_path, workdir, "weights_path", "01")
     if not isinstance(loaded, dict):
         message = _("the file holds a {type}; expected the dict that net.state_dict() returns")
         raise Incorrect(message.format(type=type(loaded).__name__))
@@ -28,16 +30,17 @@ def _saved_state_dict(net: torch.nn.Module, weights_path: object) -> str:
 
 q1 = Question(
     "lesson01.q1",
-    "Save the weights (the state_dict) of `net` to the file `weights_path`.",
+    "Save the weights (the state_dict) of `net` to a file in `workdir`, and set `weights_path` to that file's path.",
     _saved_state_dict,
     names=["net", "weights_path"],
+    optional=["workdir"],
     hint=N_("A state_dict is what model.state_dict() returns; torch.save writes any dict of tensors to a file."),
 )
 
 
 def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
     require_net(model, "model", _("Q2"))
-    if model is net:
+    if net is not None and model is net:
         raise Incorrect(_("`model` is `net` itself: build a new Net() and load the file at `weights_path` into it"))
     saved = load_weights_only(weights_path, "weights_path", _("answer Q1 first: it writes that file"))
     if not isinstance(saved, dict):
@@ -65,7 +68,8 @@ q2 = Question(
     "lesson01.q2",
     "Load `weights_path` into a new `Net` called `model`, ready to predict.",
     _ready_to_predict,
-    names=["model", "weights_path", "net"],
+    names=["model", "weights_path"],
+    optional=["net"],
     hint=N_(
         "Build a Net(), load the file's state_dict into it; then Dropout and BatchNorm must stop training: one "
         "more method call."

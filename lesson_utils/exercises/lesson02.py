@@ -7,6 +7,7 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     require_file,
+    require_in_workdir,
     require_same_tensors,
     require_setup_net,
 )
@@ -29,11 +30,12 @@ q1 = choice(
 )
 
 
-def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
+def _safetensors_file(net: torch.nn.Module, safetensors_path: object, workdir: object) -> str:
     from safetensors.torch import load_file
 
     require_setup_net(net)
     path = require_file(safetensors_path, "safetensors_path", _("write it with safetensors.torch.save_file"))
+    require_in_workdir(path, workdir, "safetensors_path", "02")
     with open(path, "rb") as f:
         head = f.read(2)
     if head == b"PK":
@@ -63,9 +65,10 @@ def _safetensors_file(net: torch.nn.Module, safetensors_path: object) -> str:
 
 q2 = Question(
     "lesson02.q2",
-    "Save `net`'s weights in the safetensors format to `safetensors_path`.",
+    "Save `net`'s weights in the safetensors format to a file in `workdir`; set `safetensors_path` to its path.",
     _safetensors_file,
     names=["net", "safetensors_path"],
+    optional=["workdir"],
     hint=N_("`from safetensors.torch import save_file`; it takes a dict of tensors and a path."),
 )
 

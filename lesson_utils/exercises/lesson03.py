@@ -9,10 +9,15 @@ from lesson_utils.exercises.core import (
     Incorrect,
     Question,
     choice,
+    close_values,
+    different_setting,
     require_file,
+    require_in_workdir,
     require_net,
     require_optimizer_for,
+    require_resumed_optimizer,
     require_same_tensors,
+    same_values,
     seed0_net_state,
 )
 from lesson_utils.i18n import N_, _
@@ -66,13 +71,13 @@ def _untrained(weights: object) -> bool:
     return (
         isinstance(weights, dict)
         and weights.keys() == initial.keys()
-        and all(torch.is_tensor(v) and v.shape == initial[k].shape for k, v in weights.items())
-        and all(torch.equal(v.cpu(), initial[k]) for k, v in weights.items())
+        and all(same_values(v, initial[k]) for k, v in weights.items())
     )
 
 
-def _reference_epoch() -> tuple[dict, list]:
-    """What the set-up's net and optimizer hold after the one epoch Q1 asks for: weights and momentum.
+def _reference_epoch() -> tuple[dict, dict]:
+    """What the set-up's net and optimizer hold after the one epoch Q1 asks for: weights, and the
+    optimizer's state_dict.
 
     The set-up cell and Q1's training, replayed on the CPU with every random state saved and
     put back, so the notebook's own random numbers are untouched.
@@ -85,27 +90,53 @@ def _reference_epoch() -> tuple[dict, list]:
     try:
         seed_everything(0)
         train_set = OfflineShapes(512)
-        with torch.device("cpu"):
-            net = Net()
+        net = Net()  # on the CPU: checkers run under torch_as_installed
         optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
         train_one_epoch(net, optimizer, train_set, epoch=0)
     finally:
         set_rng_state(saved)
-    return net.state_dict(), [optimizer.state[p]["momentum_buffer"] for p in net.parameters()]
+    return net.state_dict(), optimizer.state_dict()
 
 
 def _close(found: object, expected: torch.Tensor) -> bool:
     """Same shape and dtype, and the same numbers up to float rounding (thread counts can change the last bits)."""
-    return (
-        type(found) in (torch.Tensor, torch.nn.Parameter)
-        and (found.dtype, found.shape) == (expected.dtype, expected.shape)
-        and torch.allclose(found.detach().cpu(), expected, rtol=1e-4, atol=1e-6)
-    )
+    return type(found) in (torch.Tensor, torch.nn.Parameter) and close_values(found, expected, rtol=1e-4, atol=1e-6)
 
 
-def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
+def _same_optimizer_as_the_setup(saved: dict, reference: dict) -> None:
+    """:class:`Incorrect` unless the saved optimizer state_dict has the set-up's parameter groups, every
+    setting as the set-up's SGD has it, and no state entry the set-up's SGD does not keep."""
+    groups, expected = saved["param_groups"], reference["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(expected) or not all(isinstance(g, dict) for g in groups):
+        raise Incorrect(_("'optimizer_state_dict' should be what the set-up's optimizer.state_dict() returns: save it"))
+    for group, want in zip(groups, expected, strict=True):
+        key = different_setting(group, want)
+        if key is not None:
+            message = _(
+                "'optimizer_state_dict' has {key}={found}, but the set-up's optimizer (SGD, lr=0.02, momentum=0.9) "
+                "has {key}={expected}: save its optimizer.state_dict() as it is"
+            )
+            raise Incorrect(message.format(key=key, found=group.get(key), expected=want[key]))
+        if group.get("params") != want["params"]:
+            message = _(
+                "'optimizer_state_dict' numbers its parameters {found}, the set-up's optimizer {expected}: save "
+                "optimizer.state_dict() as it is"
+            )
+            raise Incorrect(message.format(found=group.get("params"), expected=want["params"]))
+    for index, state in saved["state"].items():
+        extra = [entry for entry in state if entry not in reference["state"].get(index, {})]
+        if extra:
+            message = _(
+                "the optimizer state holds {entry} for parameter {index}, which the set-up's SGD does not keep: "
+                "save optimizer.state_dict() as it is"
+            )
+            raise Incorrect(message.format(entry=extra[0], index=index))
+
+
+def _resumable_checkpoint(checkpoint_path: object, net: object, workdir: object) -> str:
     require_net(net, "net")
     checkpoint = _checkpoint(checkpoint_path, _("write it with torch.save({...}, checkpoint_path)"))
+    require_in_workdir(checkpoint_path, workdir, "checkpoint_path", "03")
     epoch = checkpoint["epoch"]
     if type(epoch) is not int:
         message = _("'epoch' should be a plain int (the next epoch to run: 1), found {type}")
@@ -144,43 +175,43 @@ def _resumable_checkpoint(checkpoint_path: object, net: object) -> str:
                 "{shape}): save the set-up's optimizer.state_dict() as it is"
             )
             raise Incorrect(message.format(name=name, dtype=parameter.dtype, shape=list(parameter.shape)))
-    weights_after, momentum_after = _reference_epoch()
-    with torch._C.DisableTorchFunctionSubclass():
-        if not all(_close(weights.get(k), v) for k, v in weights_after.items()):
-            raise Incorrect(
-                _(
-                    "the checkpoint's weights are not those of one epoch of "
-                    "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
-                    "train exactly once, then save"
-                )
+    weights_after, optimizer_after = _reference_epoch()
+    if not all(_close(weights.get(k), v) for k, v in weights_after.items()):
+        raise Incorrect(
+            _(
+                "the checkpoint's weights are not those of one epoch of "
+                "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
+                "train exactly once, then save (each run of the training cell trains one more epoch)"
             )
-        buffers = [momentum.get(_momentum_key(name)) for name, _parameter in net.named_parameters()]
-        if not all(_close(b, v) for b, v in zip(buffers, momentum_after, strict=True)):
-            raise Incorrect(
-                _(
-                    "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
-                    "save optimizer.state_dict() right after train_one_epoch"
-                )
+        )
+    buffers = [momentum.get(_momentum_key(name)) for name in names]
+    expected = [optimizer_after["state"][i]["momentum_buffer"] for i in range(len(names))]
+    if not all(_close(b, v) for b, v in zip(buffers, expected, strict=True)):
+        raise Incorrect(
+            _(
+                "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
+                "save optimizer.state_dict() right after train_one_epoch"
             )
-    for group in saved["param_groups"] if isinstance(saved["param_groups"], list) else [None]:
-        if not isinstance(group, dict) or (group.get("lr"), group.get("momentum")) != (0.02, 0.9):
-            raise Incorrect(_("'optimizer_state_dict' is not the set-up's optimizer (lr=0.02, momentum=0.9): save it"))
+        )
+    _same_optimizer_as_the_setup(saved, optimizer_after)
     return _("it loads with weights_only=True and holds net's trained weights, the optimizer's momentum and the epoch")
 
 
 q1 = Question(
     "lesson03.q1",
-    "Train `net` for one epoch with `optimizer` (SGD with momentum), then write a checkpoint to `checkpoint_path` "
-    "that lets training go on: epoch, model_state_dict, optimizer_state_dict.",
+    "Train `net` for one epoch with `optimizer` (SGD with momentum), then write a checkpoint that lets training go "
+    "on (epoch, model_state_dict, optimizer_state_dict) to a file in `workdir`; set `checkpoint_path` to its path. "
+    "Each run of the cell trains one more epoch: to run it again, run the set-up cell first.",
     _resumable_checkpoint,
     names=["checkpoint_path", "net"],
+    optional=["workdir"],
     hint=N_("A plain dict of named entries; store numbers with .item() so weights_only=True can read them."),
 )
 
 
 def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: object, net: object) -> str:
     require_net(model, "model", _("the question"))
-    if model is net:
+    if net is not None and model is net:
         raise Incorrect(
             _("`model` is the set-up's `net` itself, not a resume: build a new Net() and load the checkpoint into it")
         )
@@ -199,23 +230,16 @@ def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: objec
         _("the checkpoint's model_state_dict"),
         _("load it: model.load_state_dict(checkpoint['model_state_dict'])"),
         what="`model`",
+        changed=_(
+            "it was loaded, then changed (a training step?). The resumed `model` must hold exactly the saved "
+            "weights: load both states again and check before training"
+        ),
     )
     if not optimizer.state:
         raise Incorrect(
             _("the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])")
         )
-    # Each of the model's parameters, in the model's order, with the state the optimizer keeps for
-    # *it* (an optimizer built on the parameters in another order holds them under other numbers).
-    named = list(model.named_parameters())
-    names = [name for name, _parameter in named]
-    by_index = {i: optimizer.state[p] for i, (_name, p) in enumerate(named) if p in optimizer.state}
-    require_same_tensors(
-        _momentum(by_index, names),
-        _momentum(checkpoint["optimizer_state_dict"]["state"], names),
-        _("the checkpoint's optimizer_state_dict"),
-        _("build the optimizer on `model`, then optimizer.load_state_dict(checkpoint['optimizer_state_dict'])"),
-        what="`optimizer`",
-    )
+    require_resumed_optimizer(optimizer, model, checkpoint["optimizer_state_dict"], "optimizer", "model")
     return _("the optimizer trains `model`, which holds the saved weights, and carries on with the saved momentum")
 
 
@@ -224,7 +248,8 @@ q2 = Question(
     "Resume from `checkpoint_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) "
     "and load both states.",
     _optimizer_on_model,
-    names=["model", "optimizer", "checkpoint_path", "net"],
+    names=["model", "optimizer", "checkpoint_path"],
+    optional=["net"],
     hint=N_(
         "Order matters: build the model, move it to its device, create the optimizer on *it*, then load the states."
     ),

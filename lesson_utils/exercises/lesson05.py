@@ -1,18 +1,74 @@
 """Exercises for lesson 05 (big models). ``from lesson_utils.exercises import lesson05 as ex``."""
 
+import mmap
+import struct
 from pathlib import Path
 
 from lesson_utils.exercises import initialisation
 from lesson_utils.exercises.core import (
     Incorrect,
     Question,
+    _listed,
     choice,
     load_weights_only,
     require_module,
     require_same_tensors,
+    seed0_net_state,
 )
 from lesson_utils.i18n import N_, _
-from lesson_utils.memory import mapped_from
+
+
+def _file_map(address: int, path: Path) -> tuple[int, int] | None:
+    """The range of this process's memory map of the file ``path`` that holds ``address`` (``/proc/self/maps``)."""
+    target = str(path.resolve())
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() == target:
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                if low <= address < high:
+                    return low, high
+    return None
+
+
+def _written_pages(low: int, start: int, end: int) -> bool:
+    """Whether a page in ``[start, end)`` of the file map starting at ``low`` is a private copy now: written
+    after the map was made (copy on write). ``/proc/self/pagemap`` gives each page's kind; where it cannot
+    be read, ``/proc/self/smaps`` says whether the whole map holds any such (anonymous) page."""
+    page = mmap.PAGESIZE
+    try:
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(start // page * 8)
+            entries = pagemap.read(((end - 1) // page - start // page + 1) * 8)
+    except OSError:
+        with open("/proc/self/smaps") as smaps:
+            inside = False
+            for line in smaps:
+                if "-" in line.split(maxsplit=1)[0]:
+                    inside = int(line.split("-", 1)[0], 16) == low
+                elif inside and line.startswith("Anonymous:"):
+                    return int(line.split()[1]) > 0
+        return False
+    for (entry,) in struct.iter_unpack("<Q", entries):
+        present, swapped, file_page = entry >> 63 & 1, entry >> 62 & 1, entry >> 61 & 1
+        if swapped or (present and not file_page):  # a file's own page is never swapped, only private ones
+            return True
+    return False
+
+
+def _pages(tensor: object, path: Path) -> str:
+    """Where ``tensor``'s numbers are now: "file" (in a map of the file ``path``, every page still the
+    file's), "copied" (in that map, but some of its pages are private copies now) or "elsewhere"."""
+    if tensor.numel() == 0:
+        return "file"
+    start = tensor.data_ptr()
+    end = start + tensor.element_size() * (
+        1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride(), strict=True))
+    )
+    found = _file_map(start, path)
+    if found is None:
+        return "elsewhere"
+    return "copied" if _written_pages(found[0], start, end) else "file"
 
 
 def _lean_load(model: object, weights_path: object) -> str:
@@ -20,19 +76,35 @@ def _lean_load(model: object, weights_path: object) -> str:
     saved = load_weights_only(weights_path, "weights_path", _("run the set-up cell again: it writes that file"))
     if not isinstance(saved, dict):
         raise Incorrect(_("the file at `weights_path` is not the set-up cell's state_dict: run the set-up cell again"))
-    meta = [name for name, t in model.state_dict().items() if t.is_meta]
+    state = model.state_dict()
+    meta = [name for name, t in state.items() if t.is_meta]
+    if meta and len(meta) == len(state):
+        raise Incorrect(
+            _(
+                "every tensor of `model` is still on the meta device (no data): nothing was loaded into it that "
+                "kept. Without assign=True, load_state_dict copies into the meta tensors, which keeps nothing; with "
+                "assign=True the file's tensors replace them. (Built `model` again after loading? Load again.)"
+            )
+        )
     if meta:
         message = _(
-            "{key} is still on the meta device (no data): without assign=True, load_state_dict copies into the "
-            "meta tensors, which keeps nothing; pass assign=True so the file's tensors replace them"
+            "{key} is still on the meta device (no data) while other tensors hold the file's: the load did not "
+            "replace it (strict=False, or a key it did not match?). Load the whole state_dict with assign=True"
         )
         raise Incorrect(message.format(key=meta[0]))
     require_same_tensors(
-        model.state_dict(),
+        state,
         saved,
         _("the file at `weights_path`"),
         _("load the weights from `weights_path`"),
         what="`model`",
+    )
+    require_same_tensors(
+        saved,
+        seed0_net_state(),
+        _("the set-up cell's Net"),
+        _("the file at `weights_path` was changed: run the set-up cell again"),
+        what=_("the file at `weights_path`"),
     )
     initialised = initialisation.initialised(model)
     if initialised:
@@ -42,13 +114,22 @@ def _lean_load(model: object, weights_path: object) -> str:
         )
         raise Incorrect(message.format(key=initialised[0]))
     path = Path(str(weights_path))
-    if not all(mapped_from(t, path) for t in model.state_dict().values()):
+    where = {key: _pages(t, path) for key, t in state.items()}
+    if "elsewhere" in where.values():
         raise Incorrect(
             _(
                 "the weights are a private copy, not the file's pages: load with "
                 "torch.load(..., mmap=True, weights_only=True) and load_state_dict(..., assign=True)"
             )
         )
+    copied = [key for key, kind in where.items() if kind == "copied"]
+    if copied:
+        message = _(
+            "the weights were mapped from the file, but pages holding {keys} are private copies now: something "
+            "wrote into them after the lean load (a second, plain load_state_dict, or an in-place change). Load "
+            "once, with mmap=True and assign=True, and change nothing after"
+        )
+        raise Incorrect(message.format(keys=_listed(copied, most=4)))
     return _("every tensor comes straight from the file's pages: no random init, no second copy")
 
 
