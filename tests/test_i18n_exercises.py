@@ -3,6 +3,7 @@ student-facing text in ``lesson_utils/exercises/`` is marked for translation."""
 
 import ast
 import gettext
+import importlib
 import re
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from lesson_utils.grade_probe import fresh_questions
 from lesson_utils.i18n import LOCALE_DIR, language, set_language
 
 FOLDER = Path(exercises_package.__file__).parent
-CHECKED = ["__init__.py", "core.py", "initialisation.py"] + [f"lesson0{n}.py" for n in range(1, 8)]
+CHECKED = ["__init__.py", "core.py", "initialisation.py"] + sorted(p.name for p in FOLDER.glob("lesson[0-9][0-9].py"))
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
-LESSONS = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07]
+LESSONS = [lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07] + [
+    importlib.import_module(f"lesson_utils.exercises.{p.stem}") for p in sorted(FOLDER.glob("lesson[0-9][0-9].py"))[7:]
+]
 
 
 @pytest.fixture
