@@ -96,6 +96,13 @@ TEXTS = {
         "train": "train",
         "transfer_waiting": "transferred:",
         "transferred": "transferred: ['conv2', 'fc1', 'fc2'] -> 6 tensors",
+        "read": "read",
+        "read_waiting": "bytes; touched",
+        "was_read": "embed.weight [32000, 512] lives in",
+        "stop_resume": "stop and resume",
+        "stop_waiting": "resumed bit-identical",
+        "stopped": "StatefulFlips, stopped after batch",
+        "identical": "resumed bit-identical = True",
     },
     "zh": {
         "menu": "文件",
@@ -106,6 +113,13 @@ TEXTS = {
         "train": "训练",
         "transfer_waiting": "已迁移：",
         "transferred": "已迁移：['conv2', 'fc1', 'fc2'] -> 加载了 6 个张量",
+        "read": "读取",
+        "read_waiting": "字节；触及",
+        "was_read": "embed.weight [32000, 512] 存放在",
+        "stop_resume": "停下再恢复",
+        "stop_waiting": "恢复后逐位一致",
+        "stopped": "StatefulFlips, 在第",
+        "identical": "恢复后逐位一致 = True",
     },
 }
 
@@ -146,10 +160,30 @@ def untick_conv1(page: Page, texts: dict[str, str]) -> None:
     expect(output).to_contain_text(texts["transferred"], timeout=60_000)
 
 
+def read_a_slice(page: Page, texts: dict[str, str]) -> None:
+    """08: press "read"; the kernel reads the chosen rows of one tensor lazily and reports the bytes."""
+    widget, output = waiting_interact(page, texts["read_waiting"])
+    widget.locator("button", has_text=texts["read"]).click()
+    expect(output).to_contain_text(texts["was_read"], timeout=60_000)
+    expect(output).to_contain_text(texts["read_waiting"], timeout=30_000)
+
+
+def stop_and_resume(page: Page, texts: dict[str, str]) -> None:
+    """09: move the "stop after" slider, press "stop and resume"; the kernel reruns and compares."""
+    widget, output = waiting_interact(page, texts["stop_waiting"])
+    widget.locator(".widget-slider .noUi-handle").first.focus()
+    page.keyboard.press("ArrowRight")
+    widget.locator("button", has_text=texts["stop_resume"]).click()
+    expect(output).to_contain_text(texts["stopped"], timeout=90_000)
+    expect(output).to_contain_text(texts["identical"], timeout=30_000)
+
+
 WIDGETS = {
     "01_weights_state_dict.ipynb": change_explorer,
     "03_checkpoints_resume.ipynb": change_resume_slider,
     "04_warm_start.ipynb": untick_conv1,
+    "08_sharing_models.ipynb": read_a_slice,
+    "09_long_runs.ipynb": stop_and_resume,
 }
 
 
