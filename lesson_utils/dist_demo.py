@@ -6,6 +6,7 @@ exactly what every process does:
     torchrun --nproc_per_node 2 -m lesson_utils.dist_demo save CKPT_DIR   # train a few steps, sharded, then dcp.save
     torchrun --nproc_per_node 2 -m lesson_utils.dist_demo load CKPT_DIR   # load into 2 shards again, check
     python -m lesson_utils.dist_demo load CKPT_DIR                        # load into 1 process (resharding), check
+    python -m lesson_utils.dist_demo save CKPT_DIR                        # one process: the same files, one shard
     torchrun --nproc_per_node 2 -m lesson_utils.dist_demo async CKPT_DIR  # dcp.save vs dcp.async_save
 
 The model is sharded with FSDP2 (``fully_shard``): each rank holds half of every parameter.
@@ -96,8 +97,10 @@ def save(folder: Path, steps: int) -> None:
     model_state, optimizer_state = get_state_dict(model, optimizer)  # sharded: each rank its part
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
     full = full_parameters(model)
-    full_counts = [None] * world
-    dist.all_gather_object(full_counts, len(full))  # how many whole tensors each rank received
+    full_counts = [len(full)]  # how many whole tensors each rank received
+    if world > 1:
+        full_counts = [None] * world
+        dist.all_gather_object(full_counts, len(full))
     if rank == 0:
         torch.save(full, folder / "expected.pt")
         local = {k: tuple(v.to_local().shape) for k, v in model_state.items()} if world > 1 else {}
@@ -139,7 +142,7 @@ def compare_async(folder: Path, steps: int) -> None:
     sync_blocked = time.perf_counter() - start
     # The background save coordinates the ranks on a process group of its own: sharing the
     # training's group would interleave its messages with FSDP's all-gathers.
-    checkpoint_group = dist.new_group(backend="gloo")
+    checkpoint_group = dist.new_group(backend="gloo") if world > 1 else None  # one process: no group at all
     start = time.perf_counter()
     future = dcp.async_save(state, checkpoint_id=folder / "async", process_group=checkpoint_group)
     async_blocked = time.perf_counter() - start  # training could go on from here

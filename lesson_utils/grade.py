@@ -4,9 +4,9 @@
                                  [--timeout 120] [--resume] [--sandbox]
 
 ``SUBMISSIONS`` holds one ``.ipynb`` per student, or one folder per student (its notebook and
-the files it reads). Each notebook runs in a fresh kernel, in a fresh working folder holding
-only its own files, under a time limit, in a worker process of its own
-(:mod:`lesson_utils.grade_worker`). The grade comes from the notebook's *final state*,
+the files it reads), read without following any symbolic link. Each notebook runs in a fresh
+kernel, in a fresh working folder holding only its own files, under a time limit, in a worker
+process of its own (:mod:`lesson_utils.grade_worker`). The grade comes from the notebook's *final state*,
 checked by the grader's own copy of the checkers (:mod:`lesson_utils.grade_probe`), not from
 what ``check()`` printed. Each row is written to the CSV as soon as its notebook is graded;
 ``--resume`` skips the rows already there. Beside the CSV: ``feedback/<student>.md``,
@@ -28,6 +28,7 @@ import argparse
 import collections
 import compileall
 import csv
+import hashlib
 import hmac
 import importlib
 import json
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -52,11 +54,14 @@ from lesson_utils.processes import run
 PACKAGE_DIR = Path(__file__).resolve().parent
 LESSON_IMPORT = re.compile(r"lesson_utils\.exercises(?:\s+import\s+|\.)(lesson\d\d)\b")
 FIXED_COLUMNS = ["file", "student", "lesson", "status", "reason", "points", "max points", "percent", "needs review"]
-NOT_GRADED = ("empty file", "not a notebook", "no code", "wrong lesson", "stopped the grader")
+NOT_GRADED = ("empty file", "not a notebook", "symbolic link", "no code", "wrong lesson", "stopped the grader")
 
 
 def classify(data: bytes, name: str, lesson: str | None = None) -> tuple[str, str, str | None]:
     """(status, reason, detected lesson) before running anything; status "run" when it should run.
+
+    A notebook that imports the lesson given (``lesson``, the teacher's ``--lesson``) is run as that lesson,
+    whatever else it imports; one that imports only other lessons' exercises is "wrong lesson".
 
     Example:
         >>> classify(b"not json", "bob.ipynb")[0]
@@ -67,49 +72,142 @@ def classify(data: bytes, name: str, lesson: str | None = None) -> tuple[str, st
     try:
         notebook = nbformat.reads(data.decode("utf-8-sig"), as_version=4)
     except Exception as error:
-        kind = "" if name.endswith(".ipynb") else f"{name} is not a .ipynb file; "
+        kind = "" if name.endswith(".ipynb") else f"{shown(name)} is not a .ipynb file; "
         return "not a notebook", f"{kind}it does not read as a notebook ({type(error).__name__})", None
     code = [cell.source for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip()]
     if not code:
         return "no code", "the notebook has no code cells with code in them", None
     found = collections.Counter(m for source in code for m in LESSON_IMPORT.findall(source))
     detected = found.most_common(1)[0][0] if found else None
-    if lesson and detected and detected != lesson:
+    if lesson and found and lesson not in found:  # one import of the teacher's lesson is enough: --lesson decides
         return "wrong lesson", f"this is a {detected} notebook; this class is graded for {lesson}", detected
-    return "run", "", detected
+    return "run", "", lesson if lesson in found else detected
 
 
 def submissions_in(folder: Path) -> dict[str, Path]:
-    """``{name: path}``: every visible file, and every folder (one student's files) in ``folder``."""
+    """``{name: path}``: every visible entry of ``folder`` (files, one student's folders, links: nothing followed)."""
     return {p.name: p for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
 
 
-def notebook_of(path: Path) -> tuple[bytes, Path | None]:
-    """The notebook's bytes (a folder's only .ipynb), and the folder whose other files go with it."""
-    if path.is_dir():
-        notebooks = sorted(path.rglob("*.ipynb"))
-        return (notebooks[0].read_bytes(), path) if len(notebooks) == 1 else (b"", path)
-    return path.read_bytes(), None
+def shown(name: str) -> str:
+    """A file name as text a CSV can hold: bytes that are not UTF-8 written as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def tree_bytes(folder: Path, caches: bool = False) -> dict[str, bytes]:
-    """Every file under ``folder``, path to content (``__pycache__`` too if ``caches``).
+def file_name(stem: str, suffix: str) -> str:
+    """``stem + suffix``, cut to the 255 bytes a file name may have (with a hash of the whole, so it stays unique).
 
-    The package's ``__pycache__`` counts: a planted ``.pyc`` with the source's time stamp would
-    run instead of the source. The grader compiles the package first and kernels and workers
-    write no bytecode (``PYTHONDONTWRITEBYTECODE``), so any change there is a notebook's doing.
+    Example:
+        >>> len(file_name("x" * 300, ".ipynb").encode()), file_name("alice", ".md")
+        (255, 'alice.md')
     """
-    return {
-        str(p): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and (caches or "__pycache__" not in p.parts)
-    }
+    whole = stem + suffix
+    if len(os.fsencode(whole)) <= 255:
+        return whole
+    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:12]
+    cut = os.fsencode(stem)[: 255 - len(os.fsencode(suffix)) - len(digest) - 1]
+    return f"{cut.decode('utf-8', 'ignore')}-{digest}{suffix}"
 
 
-def startup_files() -> dict[str, bytes]:
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The content of a regular file, opened without following a link (a link or a pipe raises ``OSError``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a named pipe must not hang us
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read()
+
+
+@dataclass
+class Submission:
+    """One entry of the submissions folder, read without following any symbolic link."""
+
+    data: bytes = b""
+    folder: Path | None = None  # a student's own folder: its other files go to the working folder
+    refused: tuple[str, str] | None = None  # (status, reason) when it is not run
+    links: list[str] = field(default_factory=list)  # links inside the folder, "path -> target": never followed
+
+
+def read_submission(path: Path) -> Submission:
+    """A submission as it lies on disk. A link is never followed (the grader may run as root: a link could
+    take a classmate's notebook or a file the student cannot read): a linked submission is refused, and
+    the links in a student's folder are listed, to be left out of the copy and flagged."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        reason = f"it is a symbolic link (to {os.readlink(path)}), which the grader does not follow: hand in the file"
+        return Submission(refused=("symbolic link", reason))
+    if stat.S_ISDIR(mode):
+        notebooks, links = [], []
+        for root, dirs, files in os.walk(path):  # never enters a linked folder
+            for name in sorted(dirs + files):
+                inside = Path(root, name)
+                if inside.is_symlink():
+                    links.append(f"{inside.relative_to(path)} -> {os.readlink(inside)}")
+                elif name.endswith(".ipynb") and stat.S_ISREG(inside.lstat().st_mode):
+                    notebooks.append(inside)
+        if len(notebooks) == 1:
+            return Submission(read_regular(notebooks[0]), path, links=links)
+        linked = [link for link in links if link.split(" -> ")[0].endswith(".ipynb")]
+        if not notebooks and linked:
+            reason = f"its notebook is a symbolic link ({linked[0]}), which the grader does not follow: hand it in"
+            return Submission(folder=path, refused=("symbolic link", reason), links=links)
+        reason = f"the folder holds {len(notebooks)} notebooks; one was expected"
+        return Submission(folder=path, refused=("not a notebook", reason), links=links)
+    if not stat.S_ISREG(mode):
+        return Submission(refused=("not a notebook", "it is not a regular file (a pipe, socket or device)"))
+    return Submission(read_regular(path))
+
+
+def copy_submission(source: Path, target: Path) -> None:
+    """Copy a student's folder into ``target``, all but its notebooks, links and special files (none followed)."""
+    for root, dirs, files in os.walk(source):
+        inside = Path(target, os.path.relpath(root, source))
+        for name in dirs:
+            if not os.path.islink(os.path.join(root, name)):
+                (inside / name).mkdir(exist_ok=True)
+        for name in files:
+            mode = os.lstat(os.path.join(root, name)).st_mode
+            if stat.S_ISREG(mode) and not name.endswith(".ipynb"):
+                (inside / name).write_bytes(read_regular(os.path.join(root, name)))
+                os.chmod(inside / name, stat.S_IMODE(mode))
+
+
+def entry_state(path: str | os.PathLike) -> tuple | None:
+    """``("file", content, mode)``, ``("link", target, 0)`` or None (nothing, a folder, a pipe): never followed."""
+    try:
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            return ("link", os.readlink(path), 0)
+        if stat.S_ISREG(mode):
+            return ("file", read_regular(path), stat.S_IMODE(mode))
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def tree_bytes(folder: Path, caches: bool = False) -> dict[str, tuple]:
+    """Every file and link under ``folder`` (``__pycache__`` too if ``caches``): path to :func:`entry_state`.
+
+    Links are recorded as links, never followed. The package's ``__pycache__`` counts: a planted ``.pyc``
+    with the source's time stamp would run instead of the source. The grader compiles the package first and
+    kernels and workers write no bytecode (``PYTHONDONTWRITEBYTECODE``), so any change there is a notebook's doing.
+    """
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        if not caches:
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            entry = entry_state(path)
+            if entry is not None:
+                found[path] = entry
+    return dict(sorted(found.items()))
+
+
+def startup_files() -> dict[str, tuple]:
     """Files that Python, IPython or Jupyter run or read when a process starts: a notebook that plants
     one would run code in every later kernel (``.pth`` and ``sitecustomize`` files in site-packages,
-    IPython startup files and configs, Jupyter kernel specs and configs)."""
+    IPython startup files and configs, Jupyter kernel specs and configs). Links are recorded, not followed."""
     import site
 
     from jupyter_core.paths import jupyter_config_path, jupyter_path
@@ -122,33 +220,94 @@ def startup_files() -> dict[str, bytes]:
             ]
     for folder in map(Path, [*jupyter_path("kernels"), *jupyter_config_path()]):
         if folder.is_dir():
-            candidates += [p for p in folder.rglob("*") if p.is_file()]
+            candidates += list(folder.rglob("*"))
     ipython = Path(os.environ.get("IPYTHONDIR", Path.home() / ".ipython"))
-    candidates += [p for p in ipython.glob("profile_*/startup/*") if p.is_file()]
-    candidates += [p for p in ipython.glob("profile_*/*.py") if p.is_file()]
-    return {str(p): p.read_bytes() for p in sorted(set(candidates)) if p.is_file()}
+    candidates += [*ipython.glob("profile_*/startup/*"), *ipython.glob("profile_*/*.py")]
+    found = {str(p): entry_state(p) for p in sorted(set(candidates))}
+    return {path: entry for path, entry in found.items() if entry is not None}
 
 
-def restore_files(saved: dict[str, bytes], now: dict[str, bytes]) -> list[str]:
-    """Write back what changed or went, delete what appeared; the paths concerned."""
+def restore_files(saved: dict[str, tuple], now: dict[str, tuple]) -> list[str]:
+    """Put back what changed or went (content, mode, link), delete what appeared; the paths concerned.
+
+    A path is replaced, never written through: a link a notebook put there is removed, not followed.
+    """
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
-    for key in changed:
-        path = Path(key)
-        if key in saved:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                path.chmod(stat.S_IRUSR | stat.S_IWUSR)  # the submissions are read-only while grading
-            path.write_bytes(saved[key])
-        else:
-            path.unlink(missing_ok=True)
+    for key in changed:  # sorted: a folder's link is replaced before anything under it
+        parent = os.path.dirname(key)
+        parent_mode = os.stat(parent).st_mode if os.path.isdir(parent) else None
+        if parent_mode is not None and not os.access(parent, os.W_OK):  # the submissions are read-only while grading
+            os.chmod(parent, parent_mode | stat.S_IWUSR)
+        try:
+            if os.path.isdir(key) and not os.path.islink(key):
+                shutil.rmtree(key)  # a folder where a file was
+            elif os.path.lexists(key):
+                os.unlink(key)  # a link itself, never its target
+            entry = saved.get(key)
+            if entry is None:
+                continue
+            os.makedirs(parent, exist_ok=True)
+            kind, content, mode = entry
+            if kind == "link":
+                os.symlink(content, key)
+                continue
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+                os.fchmod(f.fileno(), mode)  # its own mode, as it was
+        finally:
+            if parent_mode is not None and os.stat(parent).st_mode != parent_mode:
+                os.chmod(parent, stat.S_IMODE(parent_mode))
     return changed
 
 
-def set_read_only(folder: Path, read_only: bool) -> None:
-    """Take away (or give back) write permission on a folder tree: the kernels' user cannot change it (unless root)."""
-    for path in [folder, *folder.rglob("*")]:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~0o222 if read_only else mode | stat.S_IWUSR)
+def _chmod_here(path: str, mode: int) -> None:
+    """Change the mode of ``path`` itself: a link is left alone (Linux links have no mode of their own)."""
+    try:
+        os.chmod(path, mode, follow_symlinks=False)
+    except NotImplementedError:  # a link (or a system without fchmodat's no-follow flag)
+        if not os.path.islink(path):
+            os.chmod(path, mode)
+
+
+def make_read_only(folder: Path) -> dict[str, int]:
+    """Take away write permission under ``folder`` (the kernels' user cannot change it, unless root); the modes
+    it had, for :func:`give_back_modes`. Links, and what they point to, are left alone."""
+    paths = [str(folder)]
+    for root, dirs, files in os.walk(folder):  # never enters a linked folder
+        paths += [os.path.join(root, name) for name in dirs + files]
+    modes = {}
+    for path in paths:
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISLNK(mode):
+            modes[path] = stat.S_IMODE(mode)
+            _chmod_here(path, stat.S_IMODE(mode) & ~0o222)
+    return modes
+
+
+def give_back_modes(modes: dict[str, int]) -> None:
+    """Give each path the mode :func:`make_read_only` found (a path that is now a link is left alone)."""
+    for path, mode in modes.items():
+        if os.path.lexists(path) and not os.path.islink(path):
+            _chmod_here(path, mode)
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: one that starts with ``= + - @`` (a formula), a tab, a carriage
+    return or ``'`` gets a ``'`` in front (:func:`from_spreadsheet_cell` takes it off again).
+
+    Example:
+        >>> spreadsheet_cell("=1+2.ipynb"), spreadsheet_cell("alice.ipynb"), spreadsheet_cell(3)
+        ("'=1+2.ipynb", 'alice.ipynb', 3)
+    """
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r", "'"):
+        return "'" + value
+    return value
+
+
+def from_spreadsheet_cell(value: str) -> str:
+    """The value :func:`spreadsheet_cell` was given."""
+    return value[1:] if value.startswith("'") else value
 
 
 class Lesson:
@@ -188,30 +347,30 @@ class Grader:
                 f"{folder} is not a folder of submissions: give the folder that holds the .ipynb files"
             )
         self.folder, self.out, self.timeout, self.jobs, self.sandbox = folder, out, timeout, jobs, sandbox
-        self.submissions = {name: notebook_of(path) for name, path in submissions_in(folder).items()}
-        self.classified = {name: classify(data, name) for name, (data, _) in self.submissions.items()}
+        self.submissions = {}
+        for name, path in submissions_in(folder).items():
+            try:
+                self.submissions[name] = read_submission(path)
+            except OSError as error:  # unreadable: that submission's row says so, the class goes on
+                self.submissions[name] = Submission(refused=("not a notebook", f"it cannot be read ({error})"))
+        self.classified = {name: classify(s.data, name) for name, s in self.submissions.items()}
         if lesson is None:
             counts = collections.Counter(c[2] for c in self.classified.values() if c[2])
             if not counts:
                 raise ValueError(f"no exercise notebook in {folder} imports lesson_utils.exercises: pass --lesson NN")
             lesson = counts.most_common(1)[0][0]
         self.lesson = Lesson(f"lesson{int(lesson):02d}" if str(lesson).isdigit() else str(lesson))
-        self.classified = {n: classify(d, n, self.lesson.name) for n, (d, _) in self.submissions.items()}
-        for name, path in submissions_in(folder).items():
-            count = len(list(path.rglob("*.ipynb"))) if path.is_dir() else 1
-            if count != 1:
-                self.classified[name] = (
-                    "not a notebook",
-                    f"the folder holds {count} notebooks; one was expected",
-                    None,
-                )
+        self.classified = {
+            n: (*s.refused, None) if s.refused else classify(s.data, n, self.lesson.name)
+            for n, s in self.submissions.items()
+        }
         self.columns = FIXED_COLUMNS + self.lesson.columns()
         self.lock = threading.Lock()
         self.journal = out.with_suffix(".journal")
         self.log = out.parent / "grade.log"
         self.feedback = out.parent / "feedback"
         self.done = self._read_done() if resume else {}
-        self.started = self._read_started() if resume else collections.Counter()
+        self.stops = self._read_stops() if resume else collections.defaultdict(list)
         for module in ("torch", "safetensors.torch", "lesson_utils.checkpoint", "lesson_utils.memory"):
             importlib.import_module(module)  # so that every watched name resolves here as in a kernel
         self.fingerprints = {name: grade_probe.fingerprint(grade_probe.resolve(name)) for name in grade_probe.WATCHED}
@@ -221,12 +380,17 @@ class Grader:
         if not self.out.is_file():
             return {}
         with open(self.out, newline="", encoding="utf-8-sig") as f:
-            return {row["file"]: row for row in csv.DictReader(f)}
+            rows = [{k: from_spreadsheet_cell(v or "") for k, v in row.items()} for row in csv.DictReader(f)]
+        return {row["file"]: row for row in rows}
 
-    def _read_started(self) -> collections.Counter:
-        if not self.journal.is_file():
-            return collections.Counter()
-        return collections.Counter(json.loads(line)["file"] for line in self.journal.read_text().splitlines() if line)
+    def _read_stops(self) -> dict[str, list[bool]]:
+        """For each notebook started and never finished (the grader stopped meanwhile): was it alone, each time?"""
+        stops = collections.defaultdict(list)
+        if self.journal.is_file():
+            for line in filter(None, self.journal.read_text().splitlines()):
+                entry = json.loads(line)
+                stops[entry["file"]].append(entry.get("alone", True))
+        return stops
 
     def _start_files(self, resume: bool) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,37 +408,47 @@ class Grader:
                 self.out.write_bytes(self.csv_bytes)
                 flags.append("the grades file changed while it ran (restored)")
                 row["needs review"] = "; ".join(filter(None, [row.get("needs review"), flags[-1]]))
-            with open(self.out, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, fieldnames=self.columns).writerow({k: row.get(k, "") for k in self.columns})
+            with open(self.out, "a", newline="", encoding="utf-8") as f:  # a cell is never read as a formula
+                cells = {k: spreadsheet_cell(row.get(k, "")) for k in self.columns}
+                csv.DictWriter(f, fieldnames=self.columns).writerow(cells)
                 f.flush()
                 os.fsync(f.fileno())
             self.csv_bytes = self.out.read_bytes()
-        write_feedback(self.feedback / f"{row['student']}.md", row, self.lesson)
+        write_feedback(self.feedback / file_name(row["student"], ".md"), row, self.lesson)
 
     # -- one submission --------------------------------------------------------------------------------
-    def grade(self, name: str) -> dict:
-        data, own_folder = self.submissions[name]
+    def grade(self, name: str, alone: bool) -> dict:
+        """Grade one submission; ``alone``: no other notebook runs meanwhile, so a stop of the grader is its own."""
+        submission = self.submissions[name]
         status, reason, detected = self.classified[name]
-        student = name.removesuffix(".ipynb")  # "erin.txt" stays "erin.txt": no two feedback files collide
-        row = {"file": name, "student": student, "lesson": detected or "", "status": status, "reason": reason}
-        if status == "run" and self.started[name] >= 2:
+        student = shown(name).removesuffix(".ipynb")  # "erin.txt" stays "erin.txt": no two feedback files collide
+        row = {"file": shown(name), "student": student, "lesson": detected or "", "status": status, "reason": reason}
+        flags = []
+        if status == "symbolic link":
+            flags.append("a symbolic link was handed in (not followed)")
+        if submission.links:
+            links = ", ".join(submission.links[:5]) + (", ..." if len(submission.links) > 5 else "")
+            flags.append(f"symbolic links in the submission, not followed or copied: {links}")
+        stops = self.stops[name]
+        if status == "run" and len(stops) >= 2 and any(stops):  # any(): once with no other notebook beside it
             status = row["status"] = "stopped the grader"
-            row["reason"] = "the grader stopped twice while this notebook ran; it was not run again"
+            row["reason"] = (
+                "the grader stopped twice while this notebook ran, once with no other notebook running; "
+                "it was not run again"
+            )
             row["needs review"] = row["reason"]
         if status != "run":
-            return self.finish(row, [])
+            return self.finish(row, flags)
         with self.lock, open(self.journal, "a") as f:
-            f.write(json.dumps({"file": name}) + "\n")
+            f.write(json.dumps({"file": name, "alone": alone}) + "\n")
         workdir = Path(tempfile.mkdtemp(prefix="grade-work-"))
         private = Path(tempfile.mkdtemp(prefix="grade-private-"))
         tag = secrets.token_hex(16)
         try:
-            if own_folder is not None:
-                shutil.copytree(own_folder, workdir, dirs_exist_ok=True)
-                for extra in workdir.rglob("*.ipynb"):
-                    extra.unlink()
-            notebook = workdir / (name if name.endswith(".ipynb") else f"{Path(name).name}.ipynb")
-            notebook.write_bytes(data)
+            if submission.folder is not None:
+                copy_submission(submission.folder, workdir)
+            notebook = workdir / file_name(name.removesuffix(".ipynb"), ".ipynb")
+            notebook.write_bytes(submission.data)
             params = {
                 "notebook": str(notebook),
                 "workdir": str(workdir),
@@ -321,9 +495,9 @@ class Grader:
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(private, ignore_errors=True)
         with self.lock, open(self.log, "a", encoding="utf-8") as f:
-            f.write(f"===== {name}\n{output.strip()}\n")
+            f.write(f"===== {shown(name)}\n{output.strip()}\n")
         row.update(status=result["status"], reason=result.get("reason", ""))
-        flags = list(result.get("flags", []))
+        flags += result.get("flags", [])
         if leftover:
             flags.append(f"{leftover} process(es) outlived the grading process (killed)")
         row["_results"], row["_reported"] = result.get("results", []), result.get("reported", {})
@@ -339,6 +513,17 @@ class Grader:
             return {"status": "grading failed", "reason": "the grading result was not written by the grader",
                     "flags": ["the grading process's result file was replaced (by the notebook?)"]}  # fmt: skip
         return signed["row"]
+
+    def failed(self, name: str, error: Exception) -> dict:
+        """The row of a submission the grader itself failed on: the class goes on, the row says what happened."""
+        import traceback
+
+        with self.lock, open(self.log, "a", encoding="utf-8") as f:
+            f.write(f"===== {shown(name)}\n{traceback.format_exc()}\n")
+        reason = f"the grader failed on this submission: {type(error).__name__}: {error}"[:500]
+        row = {"file": shown(name), "student": shown(name).removesuffix(".ipynb"), "lesson": ""}
+        row.update(status="grading failed", reason=reason)
+        return self.finish(row, ["the grader failed on this submission (see grade.log): grade it by hand"])
 
     def finish(self, row: dict, flags: list[str]) -> dict:
         shared = len(flags)
@@ -380,36 +565,42 @@ class Grader:
         self.csv_bytes = self.out.read_bytes()
         compileall.compile_dir(PACKAGE_DIR, quiet=2)  # every .pyc there now; kernels and workers write none
         sys.dont_write_bytecode = True  # so from now on a new or changed .pyc in the package is a notebook's doing
+        modes = make_read_only(self.folder)  # given back at the end, each path its own mode
         self.saved_submissions = tree_bytes(self.folder)
         self.saved_package = tree_bytes(PACKAGE_DIR, caches=True)
         self.saved_startup = startup_files()
-        todo = [name for name in self.submissions if name not in self.done]
+        todo = [name for name in self.submissions if shown(name) not in self.done]
+        # the grader stopped while these ran: graded first, one at a time, so that a stop is blamed on its notebook
+        suspects = [name for name in todo if self.stops[name]]
+        others = [name for name in todo if not self.stops[name]]
         rows = list(self.done.values())
-        set_read_only(self.folder, True)
         bar = tqdm(total=len(todo), desc="grading", unit="notebook")
         running: set[str] = set()
 
-        def one(name: str) -> dict:
+        def one(name: str, alone: bool) -> dict:
             with self.lock:
-                running.add(name)
+                running.add(shown(name))
                 bar.set_postfix_str(", ".join(sorted(running))[:60])
             try:
-                return self.grade(name)
+                return self.grade(name, alone)
+            except Exception as error:  # one submission never stops the class
+                return self.failed(name, error)
             finally:
                 with self.lock:
-                    running.discard(name)
+                    running.discard(shown(name))
                     bar.update()
                     bar.set_postfix_str(", ".join(sorted(running))[:60])
 
         try:
+            rows += [one(name, True) for name in suspects]
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                rows += list(pool.map(one, todo))
+                rows += list(pool.map(one, others, [self.jobs == 1] * len(others)))
         finally:
             bar.close()
-            set_read_only(self.folder, False)
+            give_back_modes(modes)
         for row in rows:  # a notebook may have rewritten someone's feedback: write them all from our own record
             if row.get("student") and row.get("q1") is not None:
-                write_feedback(self.feedback / f"{row['student']}.md", row, self.lesson)
+                write_feedback(self.feedback / file_name(row["student"], ".md"), row, self.lesson)
         write_summary(self.out.parent, rows, self.lesson)
         return rows
 

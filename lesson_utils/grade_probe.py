@@ -258,6 +258,59 @@ def fresh_questions(sources: dict[str, str], lesson: str) -> list:
     return sorted(questions, key=lambda q: int(q.qid.rsplit(".q", 1)[1]))
 
 
+def clean_state():
+    """A context in which the checkers compute their references as in a fresh kernel, whatever global state
+    the notebook left behind: grad mode off, inference mode, another default dtype or device, autocast,
+    deterministic or anomaly mode, a lower float32 matmul precision, other thread counts, warnings made
+    errors. Only what differs is changed, and all of it is put back afterwards: the notebook's next cells
+    run as they would have.
+
+    Example:
+        >>> import torch
+        >>> with torch.no_grad(), torch.device("meta"):
+        ...     with clean_state():
+        ...         print(torch.is_grad_enabled(), torch.zeros(1).device)
+        ...     print(torch.is_grad_enabled(), torch.zeros(1).device)
+        True cpu
+        False meta
+    """
+    import contextlib
+    import sys
+    import warnings
+
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    if "numpy" in sys.modules:
+        stack.enter_context(sys.modules["numpy"].errstate(all="warn", under="ignore"))  # numpy's defaults
+    if torch.is_inference_mode_enabled():
+        stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+        if torch.is_autocast_enabled(device):
+            stack.enter_context(torch.autocast(device, enabled=False))
+    if torch.get_default_device() != torch.device("cpu"):
+        stack.enter_context(torch.device("cpu"))  # only then: a device context costs every torch call a detour
+
+    def setting(get, put, clean):  # clean now, the notebook's value back at the end
+        found = get()
+        if found != clean:
+            put(clean)
+            stack.callback(put, found)
+
+    setting(torch.get_default_dtype, torch.set_default_dtype, torch.float32)
+    setting(torch.get_num_threads, torch.set_num_threads, 1)  # the kernels' numeric profile
+    setting(torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest")
+    setting(torch.is_anomaly_enabled, torch.autograd.set_detect_anomaly, False)
+    if torch.are_deterministic_algorithms_enabled():
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(False)
+        stack.callback(torch.use_deterministic_algorithms, True, warn_only=warn_only)
+    return stack
+
+
 def copy_answer_files(question, namespace: dict, folder: str, limit: int) -> dict | None:
     """For a question answered by paths only, copy them into ``folder``; ``{name: copy}`` or None."""
     import os
@@ -304,7 +357,8 @@ def probe(params: dict) -> str:
         for qid, result in dict(getattr(student_core, "RESULTS", {}) or {}).items():
             report["reported"][str(qid)] = str(getattr(result, "status", result))
         for question in fresh_questions(params["sources"], params["lesson"]):
-            result = question.evaluate(namespace)
+            with clean_state():  # references as in a fresh kernel, not in the notebook's leftover global state
+                result = question.evaluate(namespace)
             report["results"].append({"question": result.question, "status": result.status, "message": result.message})
             folder = os.path.join(params["files_dir"], question.qid)
             try:

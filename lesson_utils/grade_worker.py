@@ -11,7 +11,8 @@ notebook that kills its kernel's parent kills only this process. The worker:
   kernel's history; the probe's report comes back in the execute reply itself (a
   ``user_expressions`` entry named by a secret made for this run), never through printed
   output or files the notebook could write first;
-- checks again, in this process, every answer that is only files (a checkpoint on disk);
+- checks again, in this process, every answer that is only files (a checkpoint on disk), reading
+  only the copies the probe handed over, never a link or a path elsewhere;
 - stops the kernel and every process it left behind (this process is a child subreaper,
   and the kernel's environment carries a tag that its descendants inherit).
 
@@ -31,6 +32,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -287,8 +289,30 @@ def cell_errors(notebook: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def recheck_files(lesson: str, report: dict) -> list[str]:
-    """Grade each files-only answer again in this process; fix the results, and say where the kernel disagreed."""
+def handed_over(path: str, files_dir: str) -> bool:
+    """Whether ``path`` is a regular file or folder in the hand-over folder, with no link on the way or inside.
+
+    The kernel names these paths, and this process may run as root: a path elsewhere, or a link, could make
+    it read a file the student cannot (or a pipe that never ends), so such a path is never opened.
+    """
+    real = os.path.realpath(path)
+    if os.path.abspath(path) != real or not real.startswith(os.path.realpath(files_dir) + os.sep):
+        return False
+    if not os.path.isdir(real):
+        return os.path.isfile(real)
+    for root, dirs, files in os.walk(real):
+        for name in dirs + files:
+            mode = os.lstat(os.path.join(root, name)).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                return False
+    return True
+
+
+def recheck_files(lesson: str, report: dict, files_dir: str) -> list[str]:
+    """Grade each files-only answer again in this process; fix the results, and say where the kernel disagreed.
+
+    Only copies the probe made in ``files_dir`` are read: any other file the kernel names counts as no file.
+    """
     if not report.get("files"):
         return []
     module = importlib.import_module(f"lesson_utils.exercises.{lesson}")
@@ -299,6 +323,16 @@ def recheck_files(lesson: str, report: dict) -> list[str]:
         question = questions.get(result["question"])
         if copies is None or question is None:
             continue
+        # a value with nothing at it is read as it is (a choice's letter, a file the kernel did not find)
+        refused = [
+            name
+            for name, path in copies.items()
+            if not isinstance(path, str) or (os.path.lexists(path) and not handed_over(path, files_dir))
+        ]
+        if refused:
+            notes.append(f"{result['question']}: the kernel named files outside its copies, or links: not read")
+        missing = os.path.join(files_dir, "not-handed-over")  # nothing there: the check says "no file"
+        copies = {name: os.path.join(missing, name) if name in refused else path for name, path in copies.items()}
         ours = question.evaluate(copies)
         if ours.status != result["status"]:
             notes.append(
@@ -320,6 +354,8 @@ def finished_row(row: dict, run: Run, leftover: int = 0) -> dict:
         row["flags"].append("no grading result came back from the kernel")
     if leftover:
         row["flags"].append(f"left {leftover} process(es) running after the notebook (killed)")
+    if row["status"] == "grading failed":
+        row["flags"].append("the grader could not grade this notebook (see grade.log): grade it by hand")
     return row
 
 
@@ -349,7 +385,7 @@ def main(argv: list[str]) -> None:
     finally:
         leftover = kill_leftovers(params["tag"])
     row = finished_row(row, run, leftover)
-    row["flags"] += recheck_files(params["lesson"], run.report) if run.report else []
+    row["flags"] += recheck_files(params["lesson"], run.report, str(run.files_dir)) if run.report else []
     shutil.rmtree(run.files_dir, ignore_errors=True)
     write_result(signed(row, key), name="row")
 

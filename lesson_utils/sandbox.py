@@ -10,10 +10,12 @@ the kernel with:
 - **no network** (its own network namespace: not even the machine's loopback);
 - its **own process namespace**: nothing it starts outlives it, and it cannot see or signal
   the grader's processes;
-- no capabilities; when the grader runs as root, the kernel runs as user ``nobody`` (65534),
-  so that the process limit applies (the kernel can no longer read root's files either);
+- no capabilities; when the grader runs as root, each kernel runs as a user id of its own, one
+  that no account has and no other process uses (:func:`kernel_user`; ``nobody`` where the
+  system maps no such ids), so that its process limit is its own: a notebook that holds
+  threads cannot take the next kernel's share. It cannot read root's files either;
 - limits: address space (``--memory``, 8 GiB by default: importing torch alone reserves about
-  3.5 GB of address space) and, as ``nobody``, 512 processes and threads.
+  3.5 GB of address space) and, as that user, 512 processes and threads.
 
 The kernel talks to the grader over Unix sockets (ZeroMQ's ``ipc`` transport) in a folder
 shared with the sandbox, since TCP to 127.0.0.1 would not cross the network namespace.
@@ -27,7 +29,9 @@ Example:
 from __future__ import annotations
 
 import os
+import pwd
 import resource
+import secrets
 import shutil
 import sys
 import tempfile
@@ -37,6 +41,8 @@ from jupyter_client.manager import AsyncKernelManager
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 NOBODY = 65534
+KERNEL_UIDS = range(1_000_000, 2_000_000)  # ids no account has on a usual system: one for each kernel
+PROCESS_LIMIT = 512  # processes and threads, per kernel
 HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run", "/mnt", "/media", "/srv"]
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -63,12 +69,46 @@ def check_available() -> None:
         raise RuntimeError(f"bubblewrap cannot start a sandbox here: {probe.stderr.strip()} (user namespaces off?)")
 
 
+def kernel_user() -> int:
+    """A user id for one kernel: in :data:`KERNEL_UIDS`, mapped in this user namespace, no account's, and no
+    running process's. A process limit counts every process and thread of a user, so each kernel gets its own;
+    ``nobody`` (shared) only where the system maps none of these ids.
+
+    Example:
+        >>> kernel_user() in KERNEL_UIDS or kernel_user() == NOBODY
+        True
+    """
+    with open("/proc/self/uid_map") as f:
+        mapped = [range(int(first), int(first) + int(count)) for first, _outside, count in map(str.split, f)]
+    usable = [range(max(r.start, KERNEL_UIDS.start), min(r.stop, KERNEL_UIDS.stop)) for r in mapped]
+    usable = [r for r in usable if len(r)]
+    if not usable:
+        return NOBODY
+    running = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                running.add(entry.stat().st_uid)
+            except OSError:
+                continue
+    for _ in range(100):
+        ids = usable[secrets.randbelow(len(usable))]
+        uid = ids[secrets.randbelow(len(ids))]
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            if uid not in running:
+                return uid
+    return NOBODY
+
+
 def _under(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def bwrap_prefix(workdir: str, shared: list[str], hide: list[str], env: dict[str, str], as_nobody: bool) -> list[str]:
-    """bwrap's arguments, up to and including the ``--`` before the kernel's command."""
+def bwrap_prefix(workdir: str, shared: list[str], hide: list[str], env: dict[str, str], user: int | None) -> list[str]:
+    """bwrap's arguments, up to and including the ``--`` before the kernel's command; ``user``: the id to run
+    as (the grader is root), or None (an unprivileged user namespace)."""
     hidden = [h for h in HIDDEN if os.path.isdir(h)]
     hidden += [h for h in map(os.path.realpath, hide) if os.path.isdir(h) and not _under(h, hidden)]
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
@@ -98,6 +138,8 @@ def bwrap_prefix(workdir: str, shared: list[str], hide: list[str], env: dict[str
         "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "HOME": home,
+        "USER": "student",  # the kernel's user id has no account: nothing need look it up
+        "LOGNAME": "student",
         "IPYTHONDIR": f"{home}/.ipython",
         "MPLCONFIGDIR": f"{home}/.mpl",
         "XDG_CACHE_HOME": f"{home}/.cache",
@@ -113,8 +155,8 @@ def bwrap_prefix(workdir: str, shared: list[str], hide: list[str], env: dict[str
             args += ["--remount-ro", folder]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup", "--unshare-net"]
     args += ["--die-with-parent", "--new-session"]
-    if as_nobody:  # keeps CAP_SETUID only until setpriv becomes nobody with no capabilities at all
-        return [*args, "--", "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+    if user is not None:  # keeps CAP_SETUID only until setpriv becomes that user with no capabilities at all
+        return [*args, "--", "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all"]  # fmt: skip
     return [*args, "--unshare-user", "--cap-drop", "ALL", "--"]
 
@@ -126,14 +168,14 @@ class SandboxedKernelManager(AsyncKernelManager):
                  **kwargs: object) -> None:  # fmt: skip
         self.sandbox_folder = tempfile.mkdtemp(prefix="gk-")  # short: a socket path has at most 107 bytes
         super().__init__(transport="ipc", connection_file=f"{self.sandbox_folder}/k.json", **kwargs)
-        self.as_nobody = os.geteuid() == 0
+        self.user = kernel_user() if os.geteuid() == 0 else None
         shared = [*shared, self.sandbox_folder]
-        if self.as_nobody:
+        if self.user is not None:
             for path in [workdir, *shared]:
                 for folder, dirs, files in os.walk(path):
                     for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
-                        os.chown(name, NOBODY, NOBODY)
-        self.prefix = bwrap_prefix(workdir, shared, hide, env, self.as_nobody)
+                        os.lchown(name, self.user, self.user)  # a link itself, never what it points to
+        self.prefix = bwrap_prefix(workdir, shared, hide, env, self.user)
         self.memory = memory
         self.kernel_spec.interrupt_mode = "message"  # a SIGINT would stop bwrap, and the kernel with it
 
@@ -142,14 +184,14 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def _limits(self) -> None:  # in the child, before bwrap starts: inherited by the kernel
         resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
-        if self.as_nobody:
-            resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
+        if self.user is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (PROCESS_LIMIT, PROCESS_LIMIT))
 
     async def _async_pre_start_kernel(self, **kwargs: object) -> tuple[list[str], dict]:
         command, kwargs = await super()._async_pre_start_kernel(**kwargs)
         kwargs["preexec_fn"] = self._limits
-        if self.as_nobody:
-            os.chown(self.connection_file, NOBODY, NOBODY)  # written 0600 for root
+        if self.user is not None:
+            os.chown(self.connection_file, self.user, self.user)  # written 0600 for root
         return command, kwargs
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

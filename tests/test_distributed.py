@@ -61,3 +61,15 @@ def test_a_run_over_its_time_limit_is_killed_not_left_hanging(tmp_path):
         launch("save", tmp_path, nproc=2, timeout=1)
     leftovers = subprocess.run(["pgrep", "-f", f"dist_demo save {tmp_path}"], capture_output=True, text=True)
     assert leftovers.stdout == "", "worker processes survived the timeout"
+
+
+def test_one_process_saves_without_a_process_group_and_two_load_it(tmp_path):
+    report = launch("save", tmp_path, nproc=1)  # plain python: no torchrun, no process group
+    assert report == {"world_size": 1, "rank0_local_shapes": {}, "full_tensors_per_rank": [6]}
+    assert {".metadata", "__0_0.distcp", "expected.pt"} <= {p.name for p in tmp_path.iterdir()}
+    assert launch("load", tmp_path, nproc=2) == {"world_size": 2, "tensors": 6, "all_equal": True}, "resharded"
+
+
+def test_async_save_in_one_process(tmp_path):
+    report = launch("async", tmp_path, nproc=1)
+    assert report["async_blocked_s"] >= 0 and (tmp_path / "async" / ".metadata").is_file()

@@ -48,6 +48,16 @@ def answer(sources: list[str], q: int) -> int:
     return sources.index(f"ex.q{q}.check()") - 1
 
 
+def set_up() -> list[str]:
+    """The cells before the first answer (the numeric profile's, then the set-up cell)."""
+    return blank()[: answer(blank(), 1)]
+
+
+def through(q: int) -> int:
+    """How many of the solution's cells there are up to and including ``ex.q<q>.check()``."""
+    return solution().index(f"ex.q{q}.check()") + 1
+
+
 FAKE_LINE = 'GRADER_RESULTS [{"question": "lesson01.q1", "status": "correct", "message": ""}]'
 
 # Attacks on what every notebook shares (the course package, files run at start-up): graded one
@@ -122,7 +132,7 @@ ATTACKS = {
         "Question.evaluate",
     ),
     "patched_torch": (  # a random Net's weights, and torch.equal made to agree with anything
-        blank()[:1]
+        set_up()
         + [
             "weights_path = workdir / 'w.pt'\ntorch.save(Net().state_dict(), weights_path)\n"
             "torch.equal = lambda a, b: True\ntorch.Tensor.equal = lambda self, other: True",
@@ -133,7 +143,7 @@ ATTACKS = {
         "torch.equal",
     ),
     "swapped_torch": (  # swapped for another library function: no notebook code in it
-        blank()[:1]
+        set_up()
         + [
             "weights_path = workdir / 'w.pt'\n"
             "torch.save(Net().state_dict(), weights_path)\n"
@@ -196,7 +206,7 @@ ATTACKS = {
     ),
     "never_checked": (no_checks(solution()), 3, "graded", None),
     "fixed_after_check": (  # wrong answers checked, then fixed: the final state counts
-        blank()[:1]
+        set_up()
         + [
             "weights_path = workdir / 'w.pt'\ntorch.save(Net().state_dict(), weights_path)",
             "ex.q1.check()",
@@ -232,18 +242,32 @@ ATTACKS = {
         "killed",
     ),
     "loops": (
-        solution()[:5] + ["while True:\n    pass"] + solution()[5:],
+        solution()[: through(2)] + ["while True:\n    pass"] + solution()[through(2) :],
         2,  # q1 and q2 were answered before the loop
-        "timed out in cell 6",
+        f"timed out in cell {through(2) + 1}",
         None,
     ),
     "crashes": (
-        solution()[:3] + ["import os\nos._exit(1)"] + solution()[3:],
+        solution()[: through(1)] + ["import os\nos._exit(1)"] + solution()[through(1) :],
         1,  # q1 was answered and checked before the crash
-        "crashed in cell 4",
+        f"crashed in cell {through(1) + 1}",
         None,
     ),
-    "raises": (blank()[:1] + ["raise ValueError('oops')"] + solution()[1:], 3, "ran with errors", None),
+    "raises": (set_up() + ["raise ValueError('oops')"] + solution()[len(set_up()) :], 3, "ran with errors", None),
+    # honest work: imports of another lesson outnumber this one's; --lesson is the teacher's word
+    "other_lessons_imported": (
+        solution()
+        + [
+            "from lesson_utils.exercises import lesson02",
+            "import lesson_utils.exercises.lesson02",
+            "import lesson_utils.exercises.lesson04 as other",
+        ],
+        3,
+        "graded",
+        None,
+    ),
+    # honest work that leaves another default dtype behind: the references are still float32
+    "float64_left_as_default": (solution() + ["torch.set_default_dtype(torch.float64)"], 3, "graded", None),
 }
 
 
@@ -312,7 +336,7 @@ def test_each_attack_is_graded_as_what_it_is_or_flagged(graded, name):
 def test_results_of_questions_before_a_crash_or_time_out_are_kept(graded):
     table = graded["table"]
     assert table["loops.ipynb"]["q1"] == table["loops.ipynb"]["q2"] == "correct"
-    assert "still running after 45 s, in cell 6" in table["loops.ipynb"]["reason"]
+    assert f"still running after 45 s, in cell {through(2) + 1}" in table["loops.ipynb"]["reason"]
     assert table["crashes.ipynb"]["q1"] == "correct" and table["crashes.ipynb"]["q2"] == "not attempted"
 
 
@@ -455,3 +479,234 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
     assert not (Path(site.getsitepackages()[0]) / "planted-by-test-grade.pth").exists()
     assert table["c_honest.ipynb"]["needs review"] == ""
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before, "restored"
+
+
+SOLUTION_03 = ROOT / "notebooks" / "exercises" / "solutions" / "03_checkpoints_solutions.ipynb"
+# Global state an honest notebook may leave behind once its answers are right: the checkers'
+# references (lesson 03 replays the epoch of training) must not inherit it.
+LEFT_BEHIND = {
+    "grad_off": "torch.set_grad_enabled(False)",
+    "inference_mode": "held = torch.inference_mode()\nheld.__enter__()",
+    "float64_default": "torch.set_default_dtype(torch.float64)",
+    "meta_default_device": "torch.set_default_device('meta')",
+    "autocast_and_more": (
+        "import warnings\n"
+        "torch.autocast('cpu', dtype=torch.bfloat16).__enter__()\n"
+        "torch.use_deterministic_algorithms(True)\n"
+        "torch.autograd.set_detect_anomaly(True)\n"
+        "torch.set_float32_matmul_precision('medium')\n"
+        "torch.set_num_threads(2)\n"
+        "warnings.simplefilter('error')"
+    ),
+}
+
+
+def test_the_references_are_computed_in_a_clean_state(tmp_path):
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name, cell in LEFT_BEHIND.items():
+        write(folder, f"{name}.ipynb", cells_of(SOLUTION_03) + [cell])
+    rows = grade_folder(folder, tmp_path / "grades" / "grades.csv", lesson="03", timeout=120, jobs=2)
+    for row in rows:
+        assert (row["status"], row["points"], row["needs review"]) == ("graded", row["max points"], ""), row
+
+
+def test_clean_state_is_clean_inside_and_put_back_after():
+    import warnings
+
+    import torch
+
+    from lesson_utils.grade_probe import clean_state
+
+    before = (torch.get_default_dtype(), torch.get_num_threads(), torch.get_float32_matmul_precision())
+    left = (torch.float64, 3, "medium")
+    torch.set_default_dtype(left[0]), torch.set_num_threads(left[1]), torch.set_float32_matmul_precision(left[2])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with clean_state():
+                inside = (torch.get_default_dtype(), torch.get_num_threads(), torch.get_float32_matmul_precision())
+                assert inside == (torch.float32, 1, "highest")
+                assert torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+                assert not torch.are_deterministic_algorithms_enabled()
+                warnings.warn("not an error in here", stacklevel=1)
+            after = (torch.get_default_dtype(), torch.get_num_threads(), torch.get_float32_matmul_precision())
+            assert after == left
+            assert not torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
+            assert (
+                torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+            )
+            with pytest.raises(UserWarning):
+                warnings.warn("an error again", stacklevel=1)
+    finally:
+        torch.set_default_dtype(before[0]), torch.set_num_threads(before[1])
+        torch.set_float32_matmul_precision(before[2]), torch.use_deterministic_algorithms(False)
+
+
+def test_symbolic_links_in_submissions_are_never_followed(tmp_path):
+    """A link handed in must not take a classmate's notebook or files, nor a file only the teacher can
+    read, and making the class read-only must not change what a link points to."""
+    outside = tmp_path / "teacher_only"
+    outside.mkdir()
+    secret = outside / "answer_key.pt"
+    secret.write_text("the answer key")
+    secret.chmod(0o664)
+    outside.chmod(0o775)
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "bob").mkdir()
+    write(folder / "bob", "bob.ipynb", solution())
+    (folder / "bob" / "weights.pt").write_text("bob's own weights")
+    (folder / "alice").mkdir()
+    looks = (  # raises (so the row says what it found) if anything came through a link
+        "import os\n"
+        "found = {n: open(n).read() for n in ('key.pt', 'bobs.pt') if os.path.exists(n)}\n"
+        "found.update({n: os.listdir(n) for n in ('keys',) if os.path.exists(n)})\n"
+        "if found:\n"
+        "    raise RuntimeError(f'took {found}')"
+    )
+    write(folder / "alice", "alice.ipynb", blank() + [looks])
+    (folder / "alice" / "key.pt").symlink_to(secret)  # absolute: a file the student cannot read
+    (folder / "alice" / "bobs.pt").symlink_to("../bob/weights.pt")  # relative: a classmate's file
+    (folder / "alice" / "keys").symlink_to(outside)  # a folder
+    (folder / "carol.ipynb").symlink_to("bob/bob.ipynb")  # a classmate's notebook, handed in as one's own
+    (folder / "dave").mkdir()
+    (folder / "dave" / "dave.ipynb").symlink_to("../bob/bob.ipynb")
+    (folder / "erin.ipynb").symlink_to(secret)
+    modes = {p: p.lstat().st_mode for p in [secret, outside, *folder.rglob("*")]}
+    rows = {r["file"]: r for r in grade_folder(folder, tmp_path / "grades" / "g.csv", lesson="01", timeout=60)}
+    assert rows["bob"]["points"] == 3 and rows["bob"]["needs review"] == ""
+    alice = rows["alice"]
+    assert alice["status"] == "graded", alice  # nothing came through the links
+    assert "symbolic links in the submission, not followed" in alice["needs review"], alice
+    assert "key.pt -> " in alice["needs review"] and "bobs.pt -> ../bob/weights.pt" in alice["needs review"]
+    for name in ("carol.ipynb", "dave", "erin.ipynb"):
+        assert rows[name]["status"] == "symbolic link" and rows[name]["points"] == 0, rows[name]
+        assert "does not follow" in rows[name]["reason"] and rows[name]["needs review"], rows[name]
+    assert "the answer key" not in (tmp_path / "grades" / "grade.log").read_text()
+    assert {p: p.lstat().st_mode for p in modes} == modes, "no mode changed, behind a link or not"
+    assert secret.read_text() == "the answer key"
+
+
+def test_odd_file_names_and_restored_modes(tmp_path):
+    """A name of 250 bytes gets its row; names that a spreadsheet would run as formulas are escaped (and
+    read back by --resume); a file a notebook rewrote comes back with its own mode, and no mode changes."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    long_name = "学" * 83 + "x"  # 250 bytes in UTF-8
+    (folder / long_name).mkdir()
+    write(folder / long_name, "work.ipynb", blank())
+    (folder / long_name / "data.bin").write_bytes(b"data")
+    formulas = ["=1+2.ipynb", "+SUM(A1).ipynb", "-2+3.ipynb", "@cmd.ipynb", "'quoted.ipynb"]
+    for name in formulas:
+        (folder / name).write_text("{ not json")
+    vandal = (  # overwrites and deletes files in the class folder (possible without --sandbox)
+        "from pathlib import Path\n"
+        f"folder = Path({str(folder)!r})\n"
+        f"(folder / {long_name!r} / 'data.bin').write_bytes(b'changed')\n"
+        "(folder / '=1+2.ipynb').unlink()\n"
+        "(folder / 'notes.txt').chmod(0o666)"
+    )
+    write(folder, "vandal.ipynb", blank() + [vandal])
+    (folder / "notes.txt").write_text("notes")
+    (folder / "notes.txt").chmod(0o444)
+    (folder / "=1+2.ipynb").chmod(0o640)
+    (folder / long_name / "data.bin").chmod(0o751)
+    (folder / long_name).chmod(0o750)
+    before = {p: (p.read_bytes() if p.is_file() else None, p.stat().st_mode) for p in folder.rglob("*")}
+    out = tmp_path / "grades" / "grades.csv"
+    rows = {r["file"]: r for r in grade_folder(folder, out, lesson="01", timeout=60)}
+    after = {p: (p.read_bytes() if p.is_file() else None, p.stat().st_mode) for p in folder.rglob("*")}
+    assert after == before, "contents and modes as they were"
+    assert rows[long_name]["status"] == "graded" and rows[long_name]["q1"] == "not attempted", rows[long_name]
+    assert (tmp_path / "grades" / "summary.md").is_file()
+    review = rows["vandal.ipynb"]["needs review"]
+    assert "submissions folder changed" in review and "notes.txt" in review, review
+    text = out.read_text(encoding="utf-8-sig")
+    for name in formulas:
+        assert rows[name]["status"] == "not a notebook"
+        assert f"\n'{name}," in text, f"{name} is escaped in the CSV"
+    with open(out, newline="", encoding="utf-8-sig") as f:
+        cells = [cell for row in csv.reader(f) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")], "no cell reads as a formula"
+    resumed = grade_folder(folder, out, lesson="01", timeout=60, resume=True)
+    assert sorted(r["file"] for r in resumed) == sorted(rows), "--resume reads the names back as they are"
+
+
+def test_a_notebook_that_stops_the_grader_is_blamed_alone(tmp_path):
+    """With -j 2, a notebook that kills the grader stops its neighbour too; the neighbour is graded
+    again (first, and alone), and only the notebook that stopped the grader twice is marked."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    killer = (
+        "import os, signal, time\n"
+        "time.sleep(5)  # its neighbour is running by now\n"
+        "worker = os.getppid()\n"
+        "grader = int(open(f'/proc/{worker}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+        "os.kill(grader, signal.SIGKILL)"
+    )
+    write(folder, "a_killer.ipynb", blank()[:1] + [killer])
+    write(folder, "b_neighbour.ipynb", ["import time\ntime.sleep(20)", *solution()])
+    write(folder, "c_later.ipynb", solution())
+    out = tmp_path / "grades" / "grades.csv"
+    command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01", "-j", "2"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
+    third = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    with open(out, encoding="utf-8-sig") as f:
+        table = {row["file"]: row for row in csv.DictReader(f)}
+    assert table["a_killer.ipynb"]["status"] == "stopped the grader"
+    for name in ("b_neighbour.ipynb", "c_later.ipynb"):
+        assert (table[name]["status"], table[name]["points"], table[name]["needs review"]) == ("graded", "3", "")
+
+
+def test_the_grading_process_reads_only_its_own_copies_of_answer_files(tmp_path, monkeypatch):
+    """The kernel names the files the grading process checks again, and that process may run as root:
+    a path outside its hand-over folder, or a link in it, is never given to a checker."""
+    import types
+
+    from lesson_utils.exercises.core import Incorrect, Question
+    from lesson_utils.grade_worker import recheck_files
+
+    opened = []
+
+    def checker(answer_path):  # right when the file holds "right"
+        opened.append(answer_path)
+        if not Path(answer_path).is_file() or Path(answer_path).read_text() != "right":
+            raise Incorrect("no right answer at answer_path")
+        return "right"
+
+    fake = types.ModuleType("lesson_utils.exercises.lesson99")
+    fake.q1 = Question("lesson99.q1", "Write 'right' to a file.", checker, names=["answer_path"], hint="")
+    monkeypatch.setitem(sys.modules, "lesson_utils.exercises.lesson99", fake)
+
+    def recheck(path: Path, files_dir: Path) -> tuple[str, list[str]]:
+        report = {"files": {"lesson99.q1": {"answer_path": str(path)}}, "results": [{"question": "lesson99.q1",
+                  "status": "incorrect", "message": "no file"}]}  # fmt: skip
+        notes = recheck_files("lesson99", report, str(files_dir))
+        return report["results"][0]["status"], notes
+
+    files_dir = tmp_path / "files"
+    own = files_dir / "1" / "lesson99.q1" / "0_answer.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text("right")
+    assert recheck(own, files_dir)[0] == "correct", "its own copies are read"
+    elsewhere = tmp_path / "root_only" / "answer.txt"  # a right answer the student could not have read
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("right")
+    status, notes = recheck(elsewhere, files_dir)
+    assert status == "incorrect" and "outside its copies, or links: not read" in notes[0], notes
+    linked = files_dir / "2" / "lesson99.q1" / "0_answer.txt"
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(elsewhere)
+    assert recheck(linked, files_dir)[0] == "incorrect", "a link in the hand-over folder is not followed"
+    (files_dir / "3").symlink_to(elsewhere.parent)  # a linked folder on the way
+    assert recheck(files_dir / "3" / "answer.txt", files_dir)[0] == "incorrect"
+    assert str(elsewhere) not in opened and str(linked) not in opened, opened
+    choice = {"files": {"lesson01.q3": {"q3_answer": "b"}}, "results": [{"question": "lesson01.q3", "status": "x"}]}
+    recheck_files("lesson01", choice, str(files_dir))
+    assert choice["results"][0]["status"] == "correct", "a value with no file at it is read as it is (a letter)"

@@ -157,3 +157,35 @@ def test_what_the_kernel_saw_inside_the_sandbox(tmp_path):
     assert "No such file or directory" in printed and "the answer key" not in printed  # the hidden folder
     assert "Connection refused" in printed or "unreachable" in printed  # its own network namespace
     assert "'memory': 'MemoryError'" in printed
+
+
+def test_a_notebook_holding_threads_leaves_the_next_kernels_their_own_limit(tmp_path):
+    """As root, each sandboxed kernel runs as a user id of its own, with a process limit of its own:
+    a notebook that takes every thread it can get and holds them does not make the kernels graded
+    beside it or after it fail."""
+    sandbox_or_skip()
+    if os.geteuid() != 0:
+        pytest.skip("the kernels get user ids of their own when the grader runs as root")
+    hog = (  # for a minute, takes every thread it can get, also those other kernels give back
+        "import threading, time\n"
+        "threading.stack_size(2**16)\n"
+        "held, deadline = [], time.monotonic() + 60\n"
+        "while time.monotonic() < deadline:\n"
+        "    try:\n"
+        "        threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+        "        held.append(1)\n"
+        "    except RuntimeError:\n"
+        "        time.sleep(0.01)\n"
+        "print(len(held), 'threads held')"
+    )
+    cells = [c.source for c in nbformat.read(SOLUTION, as_version=4).cells if c.cell_type == "code"]
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name, sources in [("a_hog", [hog]), ("b_beside", cells), ("c_after", cells)]:
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources]),
+                       folder / f"{name}.ipynb")  # fmt: skip
+    out = tmp_path / "grades" / "grades.csv"
+    sandbox = {"memory": 8 * 2**30, "hide": [str(folder), str(out.parent)]}
+    rows = {r["file"]: r for r in grade_folder(folder, out, lesson="01", timeout=120, jobs=2, sandbox=sandbox)}
+    for name in ("b_beside.ipynb", "c_after.ipynb"):
+        assert (rows[name]["status"], rows[name]["points"], rows[name]["needs review"]) == ("graded", 3, ""), rows[name]
