@@ -16,9 +16,10 @@
 - :mod:`lesson_utils.bench`: the benchmark's command line (``python -m lesson_utils.bench``).
 - :mod:`lesson_utils.dist_demo`: what every process of lesson 06 runs, and ``launch``.
 - :mod:`lesson_utils.exercises`: the exercise questions and their checkers.
-- :mod:`lesson_utils.grade`: the teachers' grader (``python -m lesson_utils.grade``).
 - :mod:`lesson_utils.notebooks`: executing a notebook in a fresh kernel (nbclient, one wake-up fixed).
 - :mod:`lesson_utils.processes`: child processes in groups of their own, with time limits and result files.
+
+What runs a class (the grader, its sandbox) lives apart, in :mod:`lesson_utils.classroom`.
 
 The names below are imported on first use, so a process that needs only one module (a
 torchrun worker, a measuring child) does not pay for torchvision.

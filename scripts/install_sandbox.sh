@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install bubblewrap, for `python -m lesson_utils.grade --sandbox` and its tests, when it is missing.
+# Install bubblewrap, for `python -m lesson_utils.classroom.grade --sandbox` and its tests, when it is missing.
 # In CI (CI is set) a sandbox that cannot be installed is an error; elsewhere its tests skip and say why.
 set -euo pipefail
 if [ -x /usr/bin/bwrap ]; then

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lesson_utils.grade import grade_folder
+from lesson_utils.classroom.grade import grade_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"01": "01_weights", "03": "03_checkpoints"}

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 
 from lesson_utils import OfflineShapes, seed_everything
 from lesson_utils.checkpoint import checkpoint_name, save_checkpoint
+from lesson_utils.classroom.grade_probe import fresh_questions
 from lesson_utils.exercises import lesson09 as ex
 from lesson_utils.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
-from lesson_utils.grade_probe import fresh_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "lesson_utils" / "exercises"

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lesson_utils.grade import classify, grade_folder
+from lesson_utils.classroom.grade import classify, grade_folder
 
 pytestmark = pytest.mark.slow  # starts kernels and processes: left out of `make check`
 
@@ -66,7 +66,7 @@ SHARED_ATTACKS = {
     "pyc_poison": (  # a .pyc beside the course package's source would run instead of it, for everyone after
         blank()
         + [
-            "import os, sys, lesson_utils.grade_worker as target\n"
+            "import os, sys, lesson_utils.classroom.grade_worker as target\n"
             "folder = os.path.join(os.path.dirname(target.__file__), '__pycache__')\n"
             "cache = os.path.join(folder, f'grade_worker.{sys.implementation.cache_tag}.pyc')\n"
             "os.makedirs(folder, exist_ok=True)\n"
@@ -384,8 +384,8 @@ def test_reports_beside_the_csv(graded):
 
 
 def test_a_result_not_signed_by_the_grading_process_is_refused():
-    from lesson_utils.grade import Grader
-    from lesson_utils.grade_worker import signed
+    from lesson_utils.classroom.grade import Grader
+    from lesson_utils.classroom.grade_worker import signed
 
     row = {"status": "graded", "results": [{"question": "lesson01.q1", "status": "correct", "message": ""}]}
     assert Grader._verified(signed(row, "key"), "key") == row
@@ -405,7 +405,7 @@ def test_a_result_not_signed_by_the_grading_process_is_refused():
     ],
 )
 def test_a_wrong_folder_or_lesson_is_a_clear_error(tmp_path, capsys, args, says):
-    from lesson_utils.grade import main
+    from lesson_utils.classroom.grade import main
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
@@ -455,7 +455,7 @@ def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
     for index, (name, (sources, *_rest)) in enumerate(SHARED_ATTACKS.items()):
         write(folder, f"f{index}_{name}.ipynb", sources)
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01"]
+    command = [sys.executable, "-m", "lesson_utils.classroom.grade", str(folder), "--out", str(out), "--lesson", "01"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == -signal.SIGKILL
     with open(out, encoding="utf-8-sig") as f:
@@ -516,7 +516,7 @@ def test_clean_state_is_clean_inside_and_put_back_after():
 
     import torch
 
-    from lesson_utils.grade_probe import clean_state
+    from lesson_utils.classroom.grade_probe import clean_state
 
     before = (torch.get_default_dtype(), torch.get_num_threads(), torch.get_float32_matmul_precision())
     left = (torch.float64, 3, "medium")
@@ -650,7 +650,18 @@ def test_a_notebook_that_stops_the_grader_is_blamed_alone(tmp_path):
     write(folder, "b_neighbour.ipynb", ["import time\ntime.sleep(20)", *solution()])
     write(folder, "c_later.ipynb", solution())
     out = tmp_path / "grades" / "grades.csv"
-    command = [sys.executable, "-m", "lesson_utils.grade", str(folder), "--out", str(out), "--lesson", "01", "-j", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "lesson_utils.classroom.grade",
+        str(folder),
+        "--out",
+        str(out),
+        "--lesson",
+        "01",
+        "-j",
+        "2",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     second = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
@@ -669,8 +680,8 @@ def test_the_grading_process_reads_only_its_own_copies_of_answer_files(tmp_path,
     a path outside its hand-over folder, or a link in it, is never given to a checker."""
     import types
 
+    from lesson_utils.classroom.grade_worker import recheck_files
     from lesson_utils.exercises.core import Incorrect, Question
-    from lesson_utils.grade_worker import recheck_files
 
     opened = []
 

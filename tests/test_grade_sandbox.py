@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lesson_utils.grade import grade_folder
-from lesson_utils.sandbox import check_available
+from lesson_utils.classroom.grade import grade_folder
+from lesson_utils.classroom.sandbox import check_available
 
 pytestmark = pytest.mark.slow
 
@@ -133,8 +133,8 @@ def test_what_the_kernel_saw_inside_the_sandbox(tmp_path):
     sandbox_or_skip()
     from jupyter_core.utils import run_sync
 
+    from lesson_utils.classroom.sandbox import SandboxedKernelManager
     from lesson_utils.notebooks import NotebookClient
-    from lesson_utils.sandbox import SandboxedKernelManager
 
     listener = Listener()
     secret = tmp_path / "hidden" / "teacher_notes.txt"

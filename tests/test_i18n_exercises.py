@@ -13,9 +13,9 @@ import torch.nn as nn
 
 import lesson_utils.exercises as exercises_package
 from lesson_utils import Net, seed_everything
+from lesson_utils.classroom.grade_probe import fresh_questions
 from lesson_utils.exercises import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
 from lesson_utils.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED, Incorrect, require_file, require_same_tensors
-from lesson_utils.grade_probe import fresh_questions
 from lesson_utils.i18n import LOCALE_DIR, language, set_language
 
 FOLDER = Path(exercises_package.__file__).parent

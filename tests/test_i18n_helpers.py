@@ -34,8 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "lesson_utils"
 # The modules of this domain: every module of lesson_utils but the checkers' (domain "exercises"),
 # the teachers' grader and sandbox, the benchmark, and i18n itself.
-NOT_HERE = {"grade.py", "grade_worker.py", "grade_probe.py", "sandbox.py", "bench.py", "i18n.py"}
-HELPERS = sorted(path for path in PACKAGE.rglob("*.py") if path.name not in NOT_HERE and "exercises" not in path.parts)
+NOT_HERE = {"bench.py", "i18n.py"}
+HELPERS = sorted(
+    path
+    for path in PACKAGE.rglob("*.py")
+    if path.name not in NOT_HERE and not {"exercises", "classroom"} & set(path.parts)
+)
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 

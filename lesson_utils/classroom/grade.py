@@ -1,13 +1,13 @@
 """Grade a class's exercise notebooks: a CSV, a feedback file per student, a class summary.
 
-    python -m lesson_utils.grade SUBMISSIONS --out grades/grades.csv [--lesson 03] [-j 2]
+    python -m lesson_utils.classroom.grade SUBMISSIONS --out grades/grades.csv [--lesson 03] [-j 2]
                                  [--timeout 120] [--resume] [--sandbox]
 
 ``SUBMISSIONS`` holds one ``.ipynb`` per student, or one folder per student (its notebook and
 the files it reads), read without following any symbolic link. Each notebook runs in a fresh
 kernel, in a fresh working folder holding only its own files, under a time limit, in a worker
-process of its own (:mod:`lesson_utils.grade_worker`). The grade comes from the notebook's *final state*,
-checked by the grader's own copy of the checkers (:mod:`lesson_utils.grade_probe`), not from
+process of its own (:mod:`lesson_utils.classroom.grade_worker`). The grade comes from the notebook's *final state*,
+checked by the grader's own copy of the checkers (:mod:`lesson_utils.classroom.grade_probe`), not from
 what ``check()`` printed. Each row is written to the CSV as soon as its notebook is graded;
 ``--resume`` skips the rows already there. Beside the CSV: ``feedback/<student>.md``,
 ``summary.md`` and ``summary.png`` (per-question success rates, totals by status), and
@@ -47,11 +47,11 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
-from lesson_utils import grade_probe, grade_worker
+from lesson_utils.classroom import grade_probe, grade_worker
 from lesson_utils.numerics import numeric_environment
 from lesson_utils.processes import run
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, the course package
 LESSON_IMPORT = re.compile(r"lesson_utils\.exercises(?:\s+import\s+|\.)(lesson\d\d)\b")
 FIXED_COLUMNS = ["file", "student", "lesson", "status", "reason", "points", "max points", "percent", "needs review"]
 NOT_GRADED = ("empty file", "not a notebook", "symbolic link", "no code", "wrong lesson", "stopped the grader")
@@ -468,7 +468,7 @@ class Grader:
             key = secrets.token_hex(32)
             try:
                 finished = run(
-                    [sys.executable, "-m", "lesson_utils.grade_worker", str(private / "params.json")],
+                    [sys.executable, "-m", "lesson_utils.classroom.grade_worker", str(private / "params.json")],
                     timeout=self.timeout + 240,
                     env=env,
                     cwd=private,
@@ -678,7 +678,9 @@ def grade_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lesson_utils.grade", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lesson_utils.classroom.grade", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("submissions", type=Path, help="a folder of .ipynb files (or of one folder per student)")
     parser.add_argument("--out", type=Path, default=Path("grades/grades.csv"), help="the CSV (default: %(default)s)")
     parser.add_argument("--lesson", help="the lesson, e.g. 03 (default: the one most notebooks import)")
@@ -692,7 +694,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sandbox = None
     if args.sandbox:
-        from lesson_utils.sandbox import check_available, parse_size
+        from lesson_utils.classroom.sandbox import check_available, parse_size
 
         try:
             check_available()

@@ -1,4 +1,4 @@
-"""A Jupyter kernel inside a bubblewrap sandbox, for ``python -m lesson_utils.grade --sandbox``.
+"""A Jupyter kernel inside a bubblewrap sandbox, for ``python -m lesson_utils.classroom.grade --sandbox``.
 
 bubblewrap (``bwrap``, Debian's package ``bubblewrap``; ``make sandbox`` installs it) starts
 the kernel with:
@@ -44,7 +44,7 @@ NOBODY = 65534
 KERNEL_UIDS = range(1_000_000, 2_000_000)  # ids no account has on a usual system: one for each kernel
 PROCESS_LIMIT = 512  # processes and threads, per kernel
 HIDDEN = ["/root", "/home", "/tmp", "/var/tmp", "/run", "/mnt", "/media", "/srv"]
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, readable inside the sandbox
 
 
 def parse_size(text: str) -> int:

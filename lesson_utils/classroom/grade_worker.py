@@ -1,13 +1,13 @@
-"""Grade one submitted notebook, in a process of its own: ``python -m lesson_utils.grade_worker PARAMS.json``.
+"""Grade one submitted notebook, in a process of its own: ``python -m lesson_utils.classroom.grade_worker PARAMS.json``.
 
-:mod:`lesson_utils.grade` starts one of these per notebook (``-j N`` of them at once), so a
+:mod:`lesson_utils.classroom.grade` starts one of these per notebook (``-j N`` of them at once), so a
 notebook that kills its kernel's parent kills only this process. The worker:
 
 - starts a fresh kernel in the submission's own working folder, with that folder *not* on
   the import path (``PYTHONSAFEPATH``), optionally inside a bubblewrap sandbox;
 - runs the student's cells under one time limit, remembering which cell is running;
 - after each cell that calls ``check()`` and at the end (also after a time-out, once the
-  kernel is interrupted) sends :mod:`lesson_utils.grade_probe` as a cell kept out of the
+  kernel is interrupted) sends :mod:`lesson_utils.classroom.grade_probe` as a cell kept out of the
   kernel's history; the probe's report comes back in the execute reply itself (a
   ``user_expressions`` entry named by a secret made for this run), never through printed
   output or files the notebook could write first;
@@ -41,12 +41,12 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import DeadKernelError
 
-from lesson_utils import grade_probe
+from lesson_utils.classroom import grade_probe
 from lesson_utils.notebooks import NotebookClient
 from lesson_utils.processes import RESULT_DIR_ENV, write_result
 
 TAG_ENV = "LESSON_GRADE_TAG"  # in every kernel's environment, inherited by whatever it starts
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, the course package
 
 
 def become_subreaper() -> None:
@@ -156,8 +156,8 @@ class Run:
             resources={"metadata": {"path": params["workdir"]}},
             on_cell_start=self._started,
         )
-        if params.get("sandbox"):  # the kernel inside bubblewrap (lesson_utils.sandbox)
-            from lesson_utils.sandbox import SandboxedKernelManager
+        if params.get("sandbox"):  # the kernel inside bubblewrap (lesson_utils.classroom.sandbox)
+            from lesson_utils.classroom.sandbox import SandboxedKernelManager
 
             inside = {"PYTHONSAFEPATH": "1", TAG_ENV: params["tag"], **params.get("kernel_env", {})}
             inside["PYTHONDONTWRITEBYTECODE"] = "1"

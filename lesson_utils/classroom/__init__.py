@@ -1,0 +1,10 @@
+"""What runs a class, apart from what the lessons import: grading, and the class's server.
+
+- :mod:`lesson_utils.classroom.grade`: the teachers' grader, ``python -m lesson_utils.classroom.grade``.
+- :mod:`lesson_utils.classroom.grade_worker`: one notebook's run, in a process of its own.
+- :mod:`lesson_utils.classroom.grade_probe`: what the grader sends into a student's kernel.
+- :mod:`lesson_utils.classroom.sandbox`: the bubblewrap sandbox of ``--sandbox``.
+
+A lesson never imports this package; the lessons' helpers are the modules beside it in
+:mod:`lesson_utils`.
+"""
