@@ -126,11 +126,13 @@ DISPLAY_METHODS = {"set_title", "set_xlabel", "set_ylabel", "suptitle", "title",
 DISPLAY_KEYWORDS = {"label", "title", "xlabel", "ylabel", "description", "desc", "manual_name", "tooltip"}
 TRANSLATABLE_DATA = {
     "00_start_here.ipynb": {"torch {} and torchvision {}, as pinned"},  # a message kept for print()
+    "01_weights_state_dict.ipynb": {"parameter", "buffer"},  # what each printed state_dict entry is
     "03_checkpoints_resume.ipynb": {  # labels of the rows the cells print, and the outcomes they print
-        "python float, loss.item()", "tensor with a grad_fn", "numpy.float64", "loads",
+        "uninterrupted run", "python float, loss.item()", "tensor with a grad_fn", "numpy.float64", "loads",
         "refused (UnpicklingError)", "1. model + optimizer + epoch (the original)", "2. + scheduler",
         "3. + scheduler + RNG states + data order",
     },
+    "07_devices_optimizers_formats.ipynb": {"before", "after "},  # when the model was converted, as printed
     "04_warm_start.ipynb": {"cold start", "warm, fine-tune all", "warm, frozen features", "nothing"},
     "05_big_models_fast.ipynb": {  # the claims the checks dict prints, and a printed line's tail
         'f"   + first forward {r[\'first_forward_seconds\']:6.3f} s"',
