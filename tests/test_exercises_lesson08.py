@@ -8,10 +8,12 @@ import dataclasses
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from exercise_helpers import expect, workdir_in
 from huggingface_hub import load_torch_model, save_torch_state_dict, split_torch_state_dict_into_shards
 from safetensors.torch import load_file, save_file, save_model
 
@@ -42,13 +44,6 @@ class ScaledTensor(torch.Tensor):
     """A tensor that carries the scale it was quantised with."""
 
 
-def expect(question, namespace, status, message=""):
-    result = question.evaluate(namespace)
-    assert result.status == status, result
-    assert message in result.message, result
-    return result
-
-
 @pytest.fixture
 def model():
     torch.manual_seed(0)
@@ -60,13 +55,16 @@ def model():
 
 @pytest.fixture
 def share_dir(tmp_path):
-    folder = tmp_path / "share"
+    folder = workdir_in(tmp_path, "08") / "share"
     folder.mkdir()
     return folder
 
 
-def q1(folder, model):
-    return {"share_dir": folder, "model": model}
+def q1(folder, model, workdir=None):
+    """Q1's names: the folder, the model, and the set-up's workdir (the folder's own, unless given)."""
+    if workdir is None and isinstance(folder, (str, Path)):
+        workdir = Path(folder).parent
+    return {"share_dir": folder, "model": model, "workdir": workdir}
 
 
 def test_q1_the_usual_answer_and_unusual_right_ones(model, share_dir, tmp_path):
@@ -74,12 +72,12 @@ def test_q1_the_usual_answer_and_unusual_right_ones(model, share_dir, tmp_path):
     save_torch_state_dict(model.state_dict(), share_dir, max_shard_size="200KB")
     expect(lesson08.q1, q1(share_dir, model), CORRECT, "3 shards and an index")
 
-    smaller = tmp_path / "smaller"  # more, smaller shards: within the limit too
+    smaller = share_dir.parent / "smaller"  # more, smaller shards: within the limit too
     smaller.mkdir()
     save_torch_state_dict(model.state_dict(), smaller, max_shard_size=100_000)
     expect(lesson08.q1, q1(smaller, model), CORRECT)
 
-    head_kept = tmp_path / "head-kept"  # the tied tensor stored under its other name
+    head_kept = share_dir.parent / "head-kept"  # the tied tensor stored under its other name
     head_kept.mkdir()
     save_torch_state_dict(
         model.state_dict(), head_kept, max_shard_size="200KB", shared_tensors_to_discard=["embed.weight"]
@@ -211,7 +209,7 @@ def test_q1_shards_without_the_format_metadata(model, share_dir):
 def test_q1_the_model_and_the_folder_must_be_the_set_ups(model, share_dir, tmp_path):
     save_torch_state_dict(model.state_dict(), share_dir, max_shard_size="200KB")
     halved = copy.deepcopy(model).half()  # the folder matches the changed model, but not the question
-    save_torch_state_dict(halved.state_dict(), tmp_path / "share", max_shard_size="200KB")
+    save_torch_state_dict(halved.state_dict(), share_dir, max_shard_size="200KB")
     expect(lesson08.q1, q1(share_dir, halved), INCORRECT, "not the set-up cell's model any more")
     expect(lesson08.q1, q1(share_dir, model.state_dict()), INCORRECT, "is a dict (a state_dict?), not a model")
     expect(lesson08.q1, q1(share_dir, nn.Bilinear(2, 2, 2)), INCORRECT, "not the set-up cell's model any more")
@@ -219,7 +217,7 @@ def test_q1_the_model_and_the_folder_must_be_the_set_ups(model, share_dir, tmp_p
     retied = TinyLM()
     retied.head.weight = nn.Parameter(retied.embed.weight.detach().clone())  # same numbers, no longer tied
     expect(lesson08.q1, q1(share_dir, retied), INCORRECT, "no longer tied to its embedding")
-    expect(lesson08.q1, q1(tmp_path / "nowhere", model), INCORRECT, "there is no folder at")
+    expect(lesson08.q1, q1(share_dir.parent / "nowhere", model), INCORRECT, "there is no folder at")
     expect(lesson08.q1, q1(share_dir / "model.safetensors.index.json", model), INCORRECT, "is the file")
     expect(lesson08.q1, q1(42, model), INCORRECT, "should be a path")
 
@@ -312,7 +310,9 @@ def test_q2_what_was_loaded_must_be_the_file(run_path, tmp_path):
 
 @pytest.fixture
 def bf16_dir(tmp_path):
-    torch.manual_seed(8)
+    torch.manual_seed(8)  # the set-up's colleagues_files(): the run's calibration and weights, then the release
+    torch.randn(4)
+    TinyLM()
     release = TinyLM().to(torch.bfloat16)
     folder = tmp_path / "bf16-release"
     folder.mkdir()

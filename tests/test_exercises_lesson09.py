@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_helpers import expect
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader
 
@@ -23,13 +24,6 @@ from lesson_utils.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "lesson_utils" / "exercises"
-
-
-def expect(question, namespace, status, message=""):
-    result = question.evaluate(namespace)
-    assert result.status == status, result
-    assert message in result.message, result
-    return result
 
 
 @pytest.fixture
@@ -168,7 +162,7 @@ def q2(workdir, run_dir):
 
 def test_q2_right_answers(workdir):
     expect(ex.q2, q2(workdir, write_run(workdir / "run")), CORRECT, "best.pt holds epoch 3")
-    # unusual but right: torch.save and deleting by hand; best.pt as a copy of the numbered file; run_dir = workdir
+    # unusual but right: torch.save and deleting by hand; best.pt as a copy of the numbered file
     by_hand = workdir / "by_hand"
     by_hand.mkdir()
     best = float("inf")
@@ -181,8 +175,9 @@ def test_q2_right_answers(workdir):
         if epoch > 2:
             (by_hand / checkpoint_name(epoch - 2)).unlink()
     expect(ex.q2, q2(workdir, by_hand), CORRECT)
-    inside = Path(tempfile.mkdtemp(prefix="exercises09-"))
-    expect(ex.q2, q2(inside, str(write_run(inside))), CORRECT)
+    inside = Path(tempfile.mkdtemp(prefix="exercises09-"))  # run_dir = workdir: the question asks a new folder
+    result = expect(ex.q2, q2(inside, str(write_run(inside))), INCORRECT, "`run_dir` is `workdir` itself")
+    assert "make a new folder in it for this answer (workdir / 'run')" in result.message
     shutil.rmtree(inside)
 
 

@@ -369,15 +369,13 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
     """Where a file lives, a resumed optimizer's settings, a head computed from the old one, pages written
     after a lean load, a DCP file's values, swapped entries, and an answer after `del ddp_state`."""
     import copy
-    import warnings
 
-    import torch.distributed.checkpoint as dcp
+    from exercise_helpers import lesson04_source, lesson04_warm, lesson06_checkpoint, lesson07_gan
     from safetensors.torch import save_file
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-    from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    from lesson_utils.dist_demo import make_model, train
-    from lesson_utils.transfer import load_matching_weights
+    from lesson_utils import OfflineShapes
+    from lesson_utils.training import train_one_epoch
 
     workdir, notebook = tmp_path / "exercises02-zh", tmp_path / "notebook"
     workdir.mkdir()
@@ -392,8 +390,7 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
 
     checkpoint = tmp_path / "c.pt"
     optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-    net(torch.zeros(2, 3, 32, 32)).sum().backward()
-    optimizer.step()
+    train_one_epoch(net, optimizer, OfflineShapes(512), epoch=0)  # lesson 03's Q1
     torch.save(
         {"epoch": 1, "model_state_dict": net.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, checkpoint
     )
@@ -408,14 +405,8 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
         "optimizer.load_state_dict 会恢复保存下来的每一项设置，加载之后不要再改它"
     )
 
-    seed_everything(0)
-    Net()
-    source = Net().state_dict()
-    target = Net(num_classes=4)
-    load_matching_weights(target, source)
-    with torch.no_grad():
-        target.fc3.weight.copy_(source["fc3.weight"][:4] * 0.5)
-    message = lesson04.q1.evaluate({"target": target}).message
+    source = lesson04_source()
+    message = lesson04.q1.evaluate(lesson04_warm(source, source["fc3.weight"][:4] * 0.5)).message
     assert (
         message.startswith("fc3.weight 的第 ") and "行是由源模型的分类头算出来的：它有 100% 落在旧分类头各行" in message
     )
@@ -432,16 +423,7 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
     assert message.startswith("权重原本是从文件映射来的，但存放 ['conv1.weight', ")
     assert "的内存页现在成了私有副本" in message
 
-    checkpoint_dir = tmp_path / "exercises06-zh" / "checkpoint"
-    small = make_model()
-    adam = torch.optim.AdamW(small.parameters(), lr=1e-2)
-    train(small, adam, 0, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dcp.save(
-            dict(zip(("model", "optimizer"), get_state_dict(small, adam), strict=True)), checkpoint_id=checkpoint_dir
-        )
-    torch.save(small.state_dict(), checkpoint_dir / "expected.pt")
+    checkpoint_dir, _converted = lesson06_checkpoint(tmp_path)
     single = checkpoint_dir.parent / "single.pt"
     dcp_to_torch_save(checkpoint_dir, single)
     converted = torch.load(single, weights_only=True)
@@ -453,17 +435,7 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
         "请原样转换 `checkpoint_dir` 里的断点"
     )
 
-    generator, discriminator = nn.Linear(4, 2), nn.Linear(2, 1)
-    gan = {
-        "generator": generator,
-        "discriminator": discriminator,
-        "opt_g": torch.optim.Adam(generator.parameters()),
-        "opt_d": torch.optim.Adam(discriminator.parameters()),
-    }
-    for _ in range(3):
-        discriminator(generator(torch.randn(8, 4))).mean().backward()
-        gan["opt_g"].step()
-        gan["opt_d"].step()
+    gan = lesson07_gan(tmp_path)  # lesson 07's set-up, trained 3 steps
     states = {name: copy.deepcopy(part.state_dict()) for name, part in gan.items()}
     folder = tmp_path / "exercises07-zh"
     folder.mkdir()
@@ -478,3 +450,116 @@ def test_the_new_checks_in_chinese(zh, net, tmp_path, monkeypatch):
     seed_everything(0)
     clean_state = {k.removeprefix("module."): v for k, v in nn.DataParallel(Net()).state_dict().items()}
     assert str(lesson04.q3.evaluate({"clean_state": clean_state})) == "lesson04.q3：正确：现在普通的 Net 就能加载它了"
+
+
+def test_the_second_round_checks_in_chinese(zh, net, tmp_path, monkeypatch, capsys):
+    """Issue 26, second round: a letter followed by another option's text, a resume left in eval mode, a cell that
+    raised before its check, a lean load of another file, a converted DCP entry
+    in another dtype, an optimizer beside the wrong model, a folder that is workdir itself, a loader of one's own,
+    a bias copied with a small change, and `ddp_state` stripped in place."""
+    import shutil
+    import types
+
+    import IPython
+    from exercise_helpers import (
+        lesson04_source,
+        lesson04_warm,
+        lesson06_checkpoint,
+        lesson07_gan,
+        lesson07_setup,
+        workdir_in,
+    )
+
+    from lesson_utils.exercises import lesson08, lesson09
+
+    assert lesson01.q3.evaluate({"q3_answer": "（ｂ）"}).status == CORRECT
+    assert lesson01.q3.evaluate({"q3_answer": "b) 只有参数"}).message == (
+        "你写的是字母 b，但后面的文字却是选项 a 的（只有参数）：你到底选哪一个？请只写那个字母，例如 q3_answer = 'b'"
+    )
+
+    path, _gan, _train_steps = lesson07_setup(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    model = Net()
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    optimizer.param_groups[0]["lr"] = 0.001
+    model.eval()
+    assert lesson07.q3.evaluate({"model": model, "optimizer": optimizer, "checkpoint_path": path}).message == (
+        "`model` 处于评估模式：恢复训练是要接着训练的，所以请让它保持在训练模式（model.train()；"
+        "eval() 是预测时用的，它会改变 Dropout 和 BatchNorm 的行为）"
+    )
+
+    class Shell:
+        last_execution_result = types.SimpleNamespace(error_before_exec=None, error_in_exec=KeyError("x"))
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    globals().update({"net": net, "safetensors_path": None})
+    try:
+        lesson02.q2.check()
+    finally:
+        globals().pop("net")
+        globals().pop("safetensors_path")
+    assert capsys.readouterr().out == (
+        "lesson02.q2：未作答：`safetensors_path` 仍然是 None：在这次检查之前运行的单元格抛出了 KeyError：'x'。"
+        "它在那里就停下了，还没来得及给这些变量赋值：请改正它并重新运行，然后再检查\n"
+    )
+
+    weights = tmp_path / "net.pt"
+    torch.save(net.state_dict(), weights)
+    shutil.copy(weights, tmp_path / "copy.pt")
+    with torch.device("meta"):
+        lean = Net()
+    lean.load_state_dict(torch.load(tmp_path / "copy.pt", mmap=True, weights_only=True), assign=True)
+    message = lesson05.q1.evaluate({"model": lean, "weights_path": weights}).message
+    assert message.startswith(f"conv1.weight 是从 {tmp_path / 'copy.pt'} 映射来的，这不是 `weights_path`（{weights}）")
+
+    checkpoint_dir, converted = lesson06_checkpoint(tmp_path)
+    converted["optimizer"]["state"]["0.bias"]["exp_avg"] = converted["optimizer"]["state"]["0.bias"]["exp_avg"].half()
+    torch.save(converted, checkpoint_dir.parent / "single.pt")
+    names = {"checkpoint_dir": checkpoint_dir, "single_path": checkpoint_dir.parent / "single.pt"}
+    assert lesson06.q2.evaluate(names).message == (
+        "optimizer['state']['0.bias']['exp_avg'] 在文件里是 torch.float16，而在 DCP 断点里是 torch.float32："
+        "请原样转换（不要用 .half() 或 .to(dtype)）"
+    )
+
+    gan = lesson07_gan(tmp_path)
+    states = {name: part.state_dict() for name, part in gan.items()}
+    folder = workdir_in(tmp_path, "07")
+    torch.save([(states["generator"], states["opt_d"]), (states["discriminator"], states["opt_g"])], folder / "g.pt")
+    assert lesson07.q2.evaluate({"gan_path": folder / "g.pt", "gan": gan, "workdir": folder}).message == (
+        "条目 [0][1] 和 generator 的权重（[0][0]）放在一起，里面却是 opt_d 的状态："
+        "恢复训练时，generator 会拿到另一个优化器的状态"
+    )
+
+    workdir = workdir_in(tmp_path, "08")
+    message = lesson08.q1.evaluate({"share_dir": workdir, "model": None, "workdir": workdir}).message
+    assert message == (
+        "`share_dir` 就是 `workdir` 本身，而那里还放着准备单元格的文件："
+        "请按题目要求，在 workdir 里为这道题新建一个文件夹（workdir / 'share'）"
+    )
+
+    workdir = workdir_in(tmp_path, "09")
+    spare = lesson09.make_loader()
+    for taken, _batch in enumerate(spare, start=1):
+        if taken == 4:
+            break
+    torch.save({"loader_state_dict": spare.state_dict()}, workdir / "l.pt")
+    names = {"loader_state_path": workdir / "l.pt", "workdir": workdir, "loader": lesson09.make_loader()}
+    assert lesson09.q1.evaluate(names).message == (
+        "保存下来的状态会从第 5 个批次接着往下走，但准备单元格里的 `loader` 本身还一个批次都没有取出："
+        "请从 `loader` 取出 4 个批次（而不是从你自己建的数据加载器里取），再保存它的状态"
+    )
+
+    source = lesson04_source()
+    message = lesson04.q1.evaluate(lesson04_warm(source, bias=source["fc3.bias"][:4] + 1e-5)).message
+    assert message.startswith(
+        "fc3.bias 的每一个元素都与源模型 10 类偏置的某个元素相差不到 0.0003（对应那边的第 [0, 1, 2, 3] 个元素）"
+    )
+
+    seed_everything(0)
+    ddp_state = {k.removeprefix("module."): v for k, v in nn.DataParallel(Net()).state_dict().items()}
+    assert lesson04.q3.evaluate({"clean_state": ddp_state, "ddp_state": ddp_state}).message == (
+        "现在普通的 Net 就能加载它了。`ddp_state` 本身也被原地改了名：它现在和 `clean_state` 是同一个字典"
+        "（如果还需要原来的版本，请先复制一份：dict(ddp_state)）"
+    )

@@ -17,8 +17,11 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import os
+import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -26,11 +29,167 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import safetensors  # noqa: F401 - imported so that ORIGINALS can capture their functions below
+import safetensors.torch  # noqa: F401
+import torch
+import torch.serialization
+
 from lesson_utils.i18n import N_, _, language
 
 NOT_ATTEMPTED, INCORRECT, CORRECT = "not attempted", "incorrect", "correct"
 RESULTS: dict[str, Result] = {}
 NOT_THIS_ONE = N_("not this one: read the question again")  # a wrong choice without its own explanation
+
+# The library functions and methods the checkers use (directly, or through the library's own code), as they
+# were when this module was imported, before a notebook cell could replace any of them: a check puts them back
+# while it runs (:func:`originals_in_place`), so `torch.load = ...` or `safetensors.torch.load_file = ...` in
+# a notebook answers nothing. A model's tensors are read from its modules' own registries, never through a
+# method the object could have replaced (:func:`state_of`): `model.state_dict = lambda: ...` answers nothing either.
+WATCHED = {
+    "torch": ("load", "save", "equal", "allclose"),
+    "torch.serialization": (
+        "load",
+        "save",
+        "get_unsafe_globals_in_checkpoint",
+        "get_safe_globals",
+        "add_safe_globals",
+        "clear_safe_globals",
+        "safe_globals",
+    ),
+    "torch.nn.Module": (
+        "state_dict",
+        "_save_to_state_dict",
+        "named_parameters",
+        "parameters",
+        "named_modules",
+        "modules",
+        "named_buffers",
+        "buffers",
+        "named_children",
+        "children",
+        "_named_members",
+        "__getattr__",
+    ),
+    "torch.optim.Optimizer": ("state_dict", "load_state_dict"),
+    "torch.Tensor": ("data_ptr", "untyped_storage", "detach", "to", "__eq__", "tolist", "numpy"),
+    "safetensors": ("safe_open",),
+    "safetensors.torch": ("load_file", "load", "safe_open"),
+}
+_ABSENT = object()  # an attribute the owner did not define itself (it inherits it)
+
+
+def _owner(dotted: str) -> object:
+    module, _dot, attribute = dotted.rpartition(".")
+    if dotted in sys.modules:
+        return sys.modules[dotted]
+    return getattr(importlib.import_module(module), attribute)
+
+
+ORIGINALS = {  # (owner, name): the attribute as found at import
+    (owner, name): vars(_owner(owner)).get(name, _ABSENT) for owner, names in WATCHED.items() for name in names
+}
+
+
+@contextmanager
+def originals_in_place() -> Iterator[None]:
+    """While the block runs, every attribute of :data:`WATCHED` is the one this module found at import;
+    afterwards, what the notebook had put there is back.
+
+    Example:
+        >>> real, torch.load = torch.load, lambda *args, **kwargs: "forged"
+        >>> with originals_in_place():
+        ...     torch.load is real
+        True
+        >>> torch.load("x")
+        'forged'
+        >>> torch.load = real
+    """
+    changed = []
+    for (dotted, name), original in ORIGINALS.items():
+        owner = _owner(dotted)
+        now = vars(owner).get(name, _ABSENT)
+        if now is not original:
+            changed.append((owner, name, now))
+            if original is _ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+    try:
+        yield
+    finally:
+        for owner, name, now in changed:
+            if now is _ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, now)
+
+
+def modules_of(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """``model.named_modules()``, read from the modules' own registries (``_modules``), whatever methods a
+    notebook replaced on the objects."""
+    found, seen, stack = [], set(), [("", model)]
+    while stack:
+        prefix, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        found.append((prefix, module))
+        own = vars(module).get("_modules", {})
+        children = [(f"{prefix}.{k}" if prefix else k, m) for k, m in own.items() if m is not None]
+        stack.extend(reversed(children))
+    return found
+
+
+def parameters_of(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """``model.named_parameters()``: each parameter once, under its first name, read from the modules' registries."""
+    found, seen = [], set()
+    for prefix, module in modules_of(model):
+        for key, parameter in vars(module).get("_parameters", {}).items():
+            if parameter is not None and id(parameter) not in seen:
+                seen.add(id(parameter))
+                found.append((f"{prefix}.{key}" if prefix else key, parameter))
+    return found
+
+
+def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What ``torch.nn.Module.state_dict(model)`` returns (every parameter and persistent buffer, tied ones under
+    each name, detached), read from the modules' registries: the tensors the model computes with, whatever
+    method a notebook replaced on the objects or state_dict hook it registered.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+        >>> model.state_dict = lambda: {"0.weight": torch.zeros(1, 2)}  # answers for the model: not read
+        >>> list(state_of(model)) == list(torch.nn.Module.state_dict(model))
+        True
+    """
+    state: dict[str, torch.Tensor] = {}
+
+    def read(module: torch.nn.Module, prefix: str) -> None:
+        own = vars(module)
+        for key, parameter in own.get("_parameters", {}).items():
+            if parameter is not None:
+                state[prefix + key] = parameter.detach()
+        skipped = own.get("_non_persistent_buffers_set", set())
+        for key, buffer in own.get("_buffers", {}).items():
+            if buffer is not None and key not in skipped:
+                state[prefix + key] = buffer.detach()
+        for key, child in own.get("_modules", {}).items():
+            if child is not None:
+                read(child, f"{prefix}{key}.")
+
+    with torch_as_installed():
+        read(model, "")
+    return state
+
+
+def optimizer_state_of(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` as torch.optim.Optimizer computes it, whatever was replaced on the object."""
+    return ORIGINALS[("torch.optim.Optimizer", "state_dict")](optimizer)
+
+
+def torch_load(path: object, **options: object) -> object:
+    """``torch.load(path, weights_only=True, **options)`` with the torch.load this module found at import."""
+    return ORIGINALS[("torch", "load")](path, weights_only=True, **options)
 
 
 class Incorrect(Exception):  # noqa: N818 - reads as the answer's status: raise Incorrect("...")
@@ -80,7 +239,8 @@ class Question:
         """Check the answer found in ``namespace`` (a notebook's globals) and record the result.
 
         The checker runs under :func:`torch_as_installed`: no mode or default the notebook left
-        active changes what it computes or compares.
+        active changes what it computes or compares; and with :func:`originals_in_place`: no library
+        function the notebook replaced answers for it.
         """
         values = {name: namespace.get(name) for name in self.names}
         given = {**values, **{name: namespace.get(name) for name in self.optional}}
@@ -97,7 +257,7 @@ class Question:
             result = Result(self.qid, NOT_ATTEMPTED, message)
         else:
             try:
-                with torch_as_installed():
+                with originals_in_place(), torch_as_installed():
                     result = Result(self.qid, CORRECT, self.checker(**given))
             except Incorrect as wrong:
                 result = Result(self.qid, INCORRECT, str(wrong))
@@ -115,16 +275,29 @@ class Question:
         IPython, a right answer checked just after a cell that raised is *incorrect*, naming the
         error. (The grader runs whole notebooks and reports such cells itself.)
         """
-        result = self.evaluate(sys._getframe(1).f_globals)
+        namespace = sys._getframe(1).f_globals
+        result = self.evaluate(namespace)
         error = _error_just_before()
-        if result.status == CORRECT and error is not None:
-            message = _(
-                "the cell run just before this check raised {error_type}: {error}. An answer that raises is not "
-                "finished: fix it and run it again (if the error came from another cell, run your answer cell "
-                "again, then check)"
-            )
+        if error is not None and result.status != INCORRECT:
             first_line = (str(error).strip().splitlines() or [""])[0]
-            result = Result(self.qid, INCORRECT, message.format(error_type=type(error).__name__, error=first_line))
+            if result.status == CORRECT:
+                message = _(
+                    "the cell run just before this check raised {error_type}: {error}. An answer that raises is not "
+                    "finished: fix it and run it again (if the error came from another cell, run your answer cell "
+                    "again, then check)"
+                )
+                result = Result(self.qid, INCORRECT, message.format(error_type=type(error).__name__, error=first_line))
+            else:  # the error stopped the cell before it set the variables: say so, not "torch.save returns None"
+                message = _(
+                    "{names} still None: the cell run just before this check raised {error_type}: {error}. It "
+                    "stopped there, before it set them: fix it and run it again, then check"
+                )
+                missing = ", ".join(f"`{n}`" for n in self.names if namespace.get(n) is None)
+                result = Result(
+                    self.qid,
+                    NOT_ATTEMPTED,
+                    message.format(names=missing, error_type=type(error).__name__, error=first_line),
+                )
             RESULTS[self.qid] = result
         print(result)
 
@@ -286,6 +459,38 @@ def close_values(found: object, expected: object, rtol: float, atol: float) -> b
         return bool(np.allclose(have, want, rtol=rtol, atol=atol))
 
 
+def same_state(found: object, expected: object, rtol: float | None = None) -> bool:
+    """Whether the nested state ``found`` (dicts, lists, tuples, tensors, settings: a state_dict, an optimizer's,
+    a checkpoint) is ``expected``: the same keys and layout, plain tensors equal bit for bit (:func:`same_values`),
+    or to ``rtol`` (and an absolute 1e-6: float rounding, another thread count) if given, and the same settings
+    (:func:`same_setting`).
+
+    Example:
+        >>> same_state({"w": [torch.ones(2)], "lr": 0.1}, {"w": [torch.ones(2)], "lr": 0.1})
+        True
+        >>> same_state({"w": torch.ones(2) + 1e-7}, {"w": torch.ones(2)}), same_state({"w": torch.ones(2) + 1e-7},
+        ...     {"w": torch.ones(2)}, rtol=1e-4)
+        (False, True)
+    """
+    if isinstance(expected, Mapping):
+        return (
+            isinstance(found, Mapping)
+            and found.keys() == expected.keys()
+            and all(same_state(found[k], v, rtol) for k, v in expected.items())
+        )
+    if isinstance(expected, (list, tuple)):
+        return (
+            isinstance(found, (list, tuple))
+            and len(found) == len(expected)
+            and all(same_state(f, e, rtol) for f, e in zip(found, expected, strict=True))
+        )
+    if torch.is_tensor(expected):
+        if type(found) not in (torch.Tensor, torch.nn.Parameter):
+            return False
+        return same_values(found, expected) if rtol is None else close_values(found, expected, rtol, 1e-6)
+    return same_setting(found, expected)
+
+
 def relative_distance(found: object, expected: object) -> float:
     """``|found - expected| / |expected|`` (Euclidean norms over all numbers; inf if they cannot be compared).
 
@@ -429,25 +634,75 @@ def results_json() -> str:
     return json.dumps([asdict(result) for result in RESULTS.values()])
 
 
+LETTER = re.compile(r"[(\[]?\s*([a-z])\s*(?:[)\].:,、-]|\s|$)\s*(.*)", re.DOTALL)  # "(b)", "b.", "b) text"
+
+
+def _words(text: str) -> str:
+    """``text`` for comparing an option's text: letters and digits only, lower case (NFKC: full-width is plain)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).lower() if c.isalnum())
+
+
+def chosen(answer: object, options: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The letter a choice answer names, written as students write it: ``"b"``, ``" B "``, ``"(b)"``, ``"b."``,
+    ``"b)"``, ``"b: ..."``, ``"ｂ"``, ``"b) the option's text"``, or the option's text alone (in English or in the
+    chosen language). Returns ``(letter, other)``: ``other`` is the letter whose option the text after the
+    letter is, when that is another option; ``(None, None)`` when no letter can be read.
+
+    Example:
+        >>> options = {"a": "only the parameters", "b": "the parameters and the buffers"}
+        >>> chosen(" (b) ", options), chosen("b) the parameters and the buffers", options), chosen("b.", options)
+        (('b', None), ('b', None), ('b', None))
+        >>> chosen("b) only the parameters", options), chosen("both", options), chosen("Only the parameters", options)
+        (('b', 'a'), (None, None), ('a', None))
+    """
+    value = unicodedata.normalize("NFKC", str(answer)).strip().lower()
+    texts = {key: {_words(text), _words(_(text))} - {""} for key, text in options.items()}
+
+    def says(words: str, key: str) -> bool:  # the option's text, whole or its first words (6 characters at least)
+        return any(words == text or (len(words) >= 6 and text.startswith(words)) for text in texts[key])
+
+    if value in options:
+        return value, None
+    match = LETTER.fullmatch(value)
+    if match is None or match.group(1) not in options:  # no letter first: the option's text alone?
+        said = [key for key in options if _words(value) and says(_words(value), key)]
+        return (said[0], None) if len(said) == 1 else (None, None)
+    letter, rest = match.group(1), _words(match.group(2))
+    if not rest or says(rest, letter):
+        return letter, None
+    if all(word in options or word in ("and", "or") for word in re.findall(r"\w+", match.group(2))):
+        return None, None  # "b, c", "b or c": several letters
+    others = [key for key in options if key != letter and says(rest, key)]
+    return letter, (others[0] if others else None)
+
+
 def choice(qid: str, prompt: str, options: dict[str, str], correct: str, why: dict[str, str], hint: str) -> Question:
-    """A multiple-choice question answered by setting ``<qid's last part>_answer = "b"``.
+    """A multiple-choice question answered by setting ``<qid's last part>_answer = "b"`` (a letter written as
+    students write it is read too: :func:`chosen`).
 
     Example:
         >>> q = choice("x.q9", "Pick b", {"a": "no", "b": "yes"}, "b", {"a": "not a"}, hint="b")
-        >>> q.evaluate({"q9_answer": "a"}).message
-        'not a'
+        >>> q.evaluate({"q9_answer": "a"}).message, q.evaluate({"q9_answer": "(b)"}).status
+        ('not a', 'correct')
     """
     name = qid.rsplit(".", 1)[-1] + "_answer"
     text = prompt + "\n" + "\n".join(f"  {key}) {value}" for key, value in options.items())
 
     def checker(**answer: object) -> str:
-        # NFKC: a full-width ｂ, as a Chinese input method types it, is b
-        value = unicodedata.normalize("NFKC", str(answer[name])).strip().lower()
-        if value not in options:
+        letter, other = chosen(answer[name], options)
+        if letter is None:
             message = _("answer with one letter of {letters}, e.g. {name} = {example}")
             raise Incorrect(message.format(letters=sorted(options), name=name, example=repr(sorted(options)[0])))
-        if value != correct:
-            raise Incorrect(_(why.get(value, NOT_THIS_ONE)))
+        if other is not None:
+            message = _(
+                "you wrote the letter {letter}, but the text after it is option {other}'s ({text}): which one do you "
+                "mean? Answer with its letter alone, e.g. {name} = {example}"
+            )
+            raise Incorrect(
+                message.format(letter=letter, other=other, text=_(options[other]), name=name, example=repr(letter))
+            )
+        if letter != correct:
+            raise Incorrect(_(why.get(letter, NOT_THIS_ONE)))
         return f"{correct}) {_(options[correct])}"
 
     # its None is not torch.save's: say what a choice needs instead
@@ -489,11 +744,28 @@ def require_file(value: object, name: str, how: str) -> Path:
     return path
 
 
+def require_folder(value: object, name: str, how: str) -> Path:
+    """``value`` (a notebook variable) as the path of an existing folder; ``how`` says how to make it.
+
+    Example:
+        >>> require_folder(__file__, "run_dir", "make it with mkdir()")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `run_dir` is the file ...core.py, not a folder: make it with mkdir()
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise Incorrect(_("`{name}` should be a path (a str or Path), not {found}").format(name=name, found=_a(value)))
+    folder = Path(value)
+    if folder.is_file():
+        raise Incorrect(_("`{name}` is the file {path}, not a folder: {how}").format(name=name, path=folder, how=how))
+    if not folder.is_dir():
+        raise Incorrect(_("there is no folder at {path}: {how}").format(path=folder, how=how))
+    return folder
+
+
 def load_weights_only(value: object, name: str, how: str) -> object:
     """What ``torch.load(value, weights_only=True)`` returns, or :class:`Incorrect` saying why it cannot."""
     import pickle
-
-    import torch
 
     path = require_file(value, name, how)
     with open(path, "rb") as f:
@@ -505,7 +777,7 @@ def load_weights_only(value: object, name: str, how: str) -> object:
             message = _("{path} is not a file written by torch.save (other bytes): {how}")
         raise Incorrect(message.format(path=path, how=how))
     try:
-        return torch.load(path, weights_only=True)
+        return torch_load(path)
     except pickle.UnpicklingError:
         message = _(
             "{path} does not load with weights_only=True: it holds objects, not only tensors (did you save the "
@@ -556,18 +828,12 @@ def require_optimizer_for(optimizer: object, model: object, name: str, model_nam
             "replaced {model}'s parameters. Create the optimizer after the load"
         )
         raise Incorrect(message.format(name=name, model=model_name))
-    if {id(p) for p in held} != {id(p) for p in model.parameters()}:
-        if bug:
-            message = _(
-                "`{name}` does not update exactly `{model}`'s parameters: build it with {model}.parameters(), "
-                "after the load if that uses assign=True (which replaces the parameters). {bug}"
-            )
-        else:
-            message = _(
-                "`{name}` does not update exactly `{model}`'s parameters: build it with {model}.parameters(), "
-                "after the load if that uses assign=True (which replaces the parameters)"
-            )
-        raise Incorrect(message.format(name=name, model=model_name, bug=bug))
+    if {id(p) for p in held} != {id(p) for _key, p in parameters_of(model)}:
+        message = _(
+            "`{name}` does not update exactly `{model}`'s parameters: build it with {model}.parameters(), "
+            "after the load if that uses assign=True (which replaces the parameters)"
+        ).format(name=name, model=model_name)
+        raise Incorrect(_("{message}. {reason}").format(message=message, reason=bug) if bug else message)
 
 
 def require_net(value: object, name: str, origin: str | None = None) -> None:
@@ -598,7 +864,7 @@ def require_setup_net(net: object) -> None:
     """:class:`Incorrect` unless ``net`` is the set-up cell's ``Net``: that class, with its seed-0 weights."""
     require_net(net, "net")
     require_same_tensors(
-        net.state_dict(),
+        state_of(net),
         seed0_net_state(),
         _("the set-up cell's net (seed 0)"),
         _("do not change or replace `net`: run the set-up cell again"),
@@ -621,12 +887,15 @@ def seed0_net_state(**kwargs: object) -> dict:
         return Net(**kwargs).state_dict()
 
 
-def require_in_workdir(path: object, workdir: object, name: str, lesson: str | None = None) -> None:
+def require_in_workdir(
+    path: object, workdir: object, name: str, lesson: str | None = None, new_folder: bool = False
+) -> None:
     """:class:`Incorrect` unless the file ``path`` (the variable ``name``) lies inside the folder
     ``workdir``, as the question asks (a relative path lands next to the notebook instead).
 
     ``lesson`` ("01"): ``workdir`` must be that lesson's set-up folder, which
     ``tempfile.mkdtemp(prefix="exercises01-")`` names; without it, any existing folder will do.
+    ``new_folder``: ``path`` is a folder the question asks to make in ``workdir``, so not ``workdir`` itself.
 
     Example:
         >>> import tempfile
@@ -650,6 +919,12 @@ def require_in_workdir(path: object, workdir: object, name: str, lesson: str | N
         )
         raise Incorrect(message.format(folder=folder, prefix=f"exercises{lesson}-"))
     place = Path(path)
+    if new_folder and place.resolve() == folder:
+        message = _(
+            "`{name}` is `workdir` itself, which holds the set-up's files too: make a new folder in it for this "
+            "answer (workdir / {example!r}), as the question asks"
+        )
+        raise Incorrect(message.format(name=name, example=name.removesuffix("_dir")))
     if place.resolve().is_relative_to(folder):
         return
     if not place.is_absolute():
@@ -672,24 +947,57 @@ def require_in_workdir(path: object, workdir: object, name: str, lesson: str | N
     )
 
 
+def require_training_mode(model: torch.nn.Module, name: str) -> None:
+    """:class:`Incorrect` unless ``model`` and every part of it are in training mode, as a resumed model
+    that goes on training must be (the question asks for a resume, not a model for predicting).
+
+    Example:
+        >>> require_training_mode(torch.nn.Sequential(torch.nn.Linear(1, 1)).eval(), "model")
+        Traceback (most recent call last):
+        ...
+        lesson_utils.exercises.core.Incorrect: `model` is in eval mode: a resume goes on training, ...
+    """
+    parts = modules_of(model)
+    if not vars(model).get("training", True):
+        message = _(
+            "`{name}` is in eval mode: a resume goes on training, so leave it in training mode ({name}.train(); "
+            "eval() is for predicting, and changes what Dropout and BatchNorm do)"
+        )
+        raise Incorrect(message.format(name=name))
+    resting = [prefix for prefix, module in parts if not vars(module).get("training", True)]
+    if resting:
+        message = _(
+            "`{name}` is in training mode but its part `{part}` is in eval mode: a resume goes on training; call "
+            "{name}.train() last"
+        )
+        raise Incorrect(message.format(name=name, part=resting[0]))
+
+
 IMPLEMENTATION = {"foreach", "fused", "differentiable", "capturable"}  # how a step runs, not what it computes
 PLAIN = (int, float, bool, complex, str, type(None))  # setting types whose == is Python's own
 
 
 def same_setting(found: object, expected: object) -> bool:
-    """Whether an optimizer setting (a number, a bool, a tuple such as Adam's betas) is ``expected``.
+    """Whether an optimizer setting (a number, a bool, a tuple such as Adam's betas) is ``expected``. A float
+    equals another within float32's precision (a relative 1e-7): ``torch.tensor(0.001).item()`` is 0.001 as a
+    learning rate, 0.00100001 is not.
 
     Example:
         >>> same_setting(0.9, 0.9), same_setting([0.9, 0.999], (0.9, 0.999)), same_setting(0.02, 0.2)
         (True, True, False)
+        >>> same_setting(0.0010000000474974513, 0.001), same_setting(0.00100001, 0.001), same_setting(True, 1.0)
+        (True, False, False)
     """
-    import torch
-
     if torch.is_tensor(found) or torch.is_tensor(expected):  # lr=torch.tensor(0.02): compare the number it holds
         values = [host_values(v).tolist() if torch.is_tensor(v) else v for v in (found, expected)]
-        return values[0] == values[1]
+        return same_setting(*values)
     if isinstance(found, (list, tuple)) and isinstance(expected, (list, tuple)):
         return len(found) == len(expected) and all(same_setting(f, e) for f, e in zip(found, expected, strict=True))
+    numbers = [type(v) in (int, float) for v in (found, expected)]
+    if all(numbers) and float in (type(found), type(expected)):
+        return math.isclose(found, expected, rel_tol=1e-7, abs_tol=0.0)
+    if type(found) is bool or type(expected) is bool:
+        return type(found) is type(expected) and found == expected
     return type(found) in PLAIN and found == expected  # a class of the notebook's own could equal anything
 
 
@@ -741,7 +1049,7 @@ def require_resumed_optimizer(
     import torch
 
     settings = settings or {}
-    named = list(model.named_parameters())
+    named = parameters_of(model)
     frozen = [key for key, parameter in named if not parameter.requires_grad]
     if frozen:
         message = _(

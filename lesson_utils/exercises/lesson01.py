@@ -7,10 +7,13 @@ from lesson_utils.exercises.core import (
     Question,
     choice,
     load_weights_only,
+    modules_of,
     require_in_workdir,
     require_net,
     require_same_tensors,
     require_setup_net,
+    seed0_net_state,
+    state_of,
 )
 from lesson_utils.i18n import N_, _
 
@@ -23,7 +26,7 @@ def _saved_state_dict(net: torch.nn.Module, weights_path: object, workdir: objec
     if not isinstance(loaded, dict):
         message = _("the file holds a {type}; expected the dict that net.state_dict() returns")
         raise Incorrect(message.format(type=type(loaded).__name__))
-    expected = net.state_dict()
+    expected = state_of(net)
     require_same_tensors(loaded, expected, what=_("the file"))
     return _("the file holds all {count} tensors of net, bit for bit").format(count=len(expected))
 
@@ -46,7 +49,14 @@ def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
     if not isinstance(saved, dict):
         raise Incorrect(_("the file at `weights_path` holds no state_dict: answer Q1 first (save net.state_dict())"))
     require_same_tensors(
-        model.state_dict(),
+        saved,
+        seed0_net_state(),
+        _("the set-up cell's net"),
+        _("answer Q1 again: it saves net.state_dict() there"),
+        what=_("the file at `weights_path`"),
+    )
+    require_same_tensors(
+        state_of(model),
         saved,
         _("the file at `weights_path`"),
         _("load the file into it: model.load_state_dict(torch.load(weights_path, weights_only=True))"),
@@ -54,7 +64,7 @@ def _ready_to_predict(model: object, weights_path: object, net: object) -> str:
     )
     if model.training:
         raise Incorrect(_("`model` is still in training mode: call model.eval() before predicting"))
-    training = [name for name, module in model.named_modules() if module.training]
+    training = [name for name, module in modules_of(model) if module.training]
     if training:
         message = _("`model` is in eval mode but its part `{part}` is training: call model.eval() last")
         raise Incorrect(message.format(part=training[0]))

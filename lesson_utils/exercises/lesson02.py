@@ -1,8 +1,12 @@
 """Exercises for lesson 02 (whole model, pickle, safetensors). ``from lesson_utils.exercises import lesson02 as ex``."""
 
+import json
+from pathlib import Path
+
 import torch
 
 from lesson_utils.exercises.core import (
+    ORIGINALS,
     Incorrect,
     Question,
     choice,
@@ -10,6 +14,7 @@ from lesson_utils.exercises.core import (
     require_in_workdir,
     require_same_tensors,
     require_setup_net,
+    state_of,
 )
 from lesson_utils.i18n import N_, _
 
@@ -30,22 +35,41 @@ q1 = choice(
 )
 
 
-def _safetensors_file(net: torch.nn.Module, safetensors_path: object, workdir: object) -> str:
-    from safetensors.torch import load_file
+def _file_kind(path: Path) -> str:
+    """What the bytes of ``path`` are: "safetensors" (an 8-byte header length, then that many bytes of JSON
+    that safetensors reads), "zip" (torch.save's archive), "pickle" (a legacy torch.save or pickle.dump) or
+    "other". A safetensors header's length can start with any byte, 0x80 or "PK" too: it is tried first."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        body = f.read(min(size, 1 << 24)) if 2 <= size <= 1 << 24 else b""
+    if body[:1] == b"{" and len(body) == size:
+        try:
+            header = json.loads(body)
+        except ValueError:
+            header = None
+        if isinstance(header, dict):
+            return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # a pickle's PROTO opcode
+        return "pickle"
+    return "other"
 
+
+def _safetensors_file(net: torch.nn.Module, safetensors_path: object, workdir: object) -> str:
     require_setup_net(net)
     path = require_file(safetensors_path, "safetensors_path", _("write it with safetensors.torch.save_file"))
     require_in_workdir(path, workdir, "safetensors_path", "02")
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head == b"PK":
+    kind = _file_kind(path)
+    if kind == "zip":
         raise Incorrect(
             _(
                 "this is a torch.save file (a zip archive), whatever its name: "
                 "use safetensors.torch.save_file(net.state_dict(), safetensors_path)"
             )
         )
-    if head[:1] == b"\x80":
+    if kind == "pickle":
         raise Incorrect(
             _(
                 "this is a pickle, whatever its name: "
@@ -53,11 +77,11 @@ def _safetensors_file(net: torch.nn.Module, safetensors_path: object, workdir: o
             )
         )
     try:
-        loaded = load_file(path)
+        loaded = ORIGINALS[("safetensors.torch", "load_file")](path)
     except Exception as error:
         message = _("safetensors cannot read {path} ({error_type}: {error})")
         raise Incorrect(message.format(path=path, error_type=type(error).__name__, error=error)) from None
-    expected = net.state_dict()
+    expected = state_of(net)
     require_same_tensors(loaded, expected, what=_("the file"))
     message = _("a safetensors file with all {count} tensors of net: no pickle, nothing runs when it loads")
     return message.format(count=len(expected))

@@ -11,14 +11,18 @@ from lesson_utils.exercises.core import (
     choice,
     close_values,
     different_setting,
+    parameters_of,
     require_file,
     require_in_workdir,
     require_net,
     require_optimizer_for,
     require_resumed_optimizer,
     require_same_tensors,
+    require_training_mode,
+    same_setting,
     same_values,
     seed0_net_state,
+    state_of,
 )
 from lesson_utils.i18n import N_, _
 from lesson_utils.models import Net
@@ -80,11 +84,13 @@ def _reference_epoch() -> tuple[dict, dict]:
     optimizer's state_dict.
 
     The set-up cell and Q1's training, replayed on the CPU with every random state saved and
-    put back, so the notebook's own random numbers are untouched.
+    put back, so the notebook's own random numbers are untouched; without a progress bar, which
+    would show in the check cell's output.
     """
-    from lesson_utils import OfflineShapes, seed_everything
+    from unittest import mock
+
+    from lesson_utils import OfflineShapes, seed_everything, training
     from lesson_utils.reproducibility import rng_state, set_rng_state
-    from lesson_utils.training import train_one_epoch
 
     saved = rng_state()
     try:
@@ -92,7 +98,8 @@ def _reference_epoch() -> tuple[dict, dict]:
         train_set = OfflineShapes(512)
         net = Net()  # on the CPU: checkers run under torch_as_installed
         optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-        train_one_epoch(net, optimizer, train_set, epoch=0)
+        with mock.patch.object(training, "tqdm", lambda batches, **_options: batches):
+            training.train_one_epoch(net, optimizer, train_set, epoch=0)
     finally:
         set_rng_state(saved)
     return net.state_dict(), optimizer.state_dict()
@@ -133,6 +140,31 @@ def _same_optimizer_as_the_setup(saved: dict, reference: dict) -> None:
             raise Incorrect(message.format(entry=extra[0], index=index))
 
 
+def _require_the_epoch(checkpoint: dict, again: str = "") -> dict:
+    """:class:`Incorrect` unless the checkpoint's weights and momentum buffers are those one epoch of the set-up's
+    training leaves (to float rounding), computed here from the set-up, not read from a file. ``again`` (translated)
+    is the advice instead of the one for Q1's own answer. Returns the reference optimizer's state_dict."""
+    weights_after, optimizer_after = _reference_epoch()
+    weights = checkpoint["model_state_dict"]
+    if not isinstance(weights, dict) or not all(_close(weights.get(k), v) for k, v in weights_after.items()):
+        message = _(
+            "the checkpoint's weights are not those of one epoch of train_one_epoch(net, optimizer, train_set, "
+            "epoch=0) from the set-up cell: {advice}"
+        )
+        advice = again or _(
+            "run the set-up cell, train exactly once, then save (each run of the training cell trains one more epoch)"
+        )
+        raise Incorrect(message.format(advice=advice))
+    names = list(weights_after)  # a Net has parameters only: its state_dict's keys, in the optimizer's order
+    buffers = [_momentum(checkpoint["optimizer_state_dict"]["state"], names).get(_momentum_key(n)) for n in names]
+    expected = [optimizer_after["state"][i]["momentum_buffer"] for i in range(len(names))]
+    if not all(_close(b, v) for b, v in zip(buffers, expected, strict=True)):
+        message = _("the saved momentum buffers are not the ones that epoch of training left in `optimizer`: {advice}")
+        advice = again or _("save optimizer.state_dict() right after train_one_epoch")
+        raise Incorrect(message.format(advice=advice))
+    return optimizer_after
+
+
 def _resumable_checkpoint(checkpoint_path: object, net: object, workdir: object) -> str:
     require_net(net, "net")
     checkpoint = _checkpoint(checkpoint_path, _("write it with torch.save({...}, checkpoint_path)"))
@@ -154,17 +186,18 @@ def _resumable_checkpoint(checkpoint_path: object, net: object, workdir: object)
         )
     require_same_tensors(
         weights,
-        net.state_dict(),
+        state_of(net),
         _("net's state_dict"),
         _("the checkpoint must hold net's trained weights: save net.state_dict() after train_one_epoch"),
         what=_("the checkpoint's model_state_dict"),
     )
     saved = checkpoint["optimizer_state_dict"]
-    names = [name for name, _parameter in net.named_parameters()]
+    named = parameters_of(net)
+    names = [name for name, _parameter in named]
     momentum = _momentum(saved["state"], names)
     if not momentum:
         raise Incorrect(_("the optimizer state holds no momentum buffers: save optimizer.state_dict() after training"))
-    for name, parameter in net.named_parameters():
+    for name, parameter in named:
         buffer = momentum.get(_momentum_key(name))
         if buffer is None:
             message = _("the optimizer state has no momentum buffer for {name}: save optimizer.state_dict()")
@@ -175,25 +208,7 @@ def _resumable_checkpoint(checkpoint_path: object, net: object, workdir: object)
                 "{shape}): save the set-up's optimizer.state_dict() as it is"
             )
             raise Incorrect(message.format(name=name, dtype=parameter.dtype, shape=list(parameter.shape)))
-    weights_after, optimizer_after = _reference_epoch()
-    if not all(_close(weights.get(k), v) for k, v in weights_after.items()):
-        raise Incorrect(
-            _(
-                "the checkpoint's weights are not those of one epoch of "
-                "train_one_epoch(net, optimizer, train_set, epoch=0) from the set-up cell: run the set-up cell, "
-                "train exactly once, then save (each run of the training cell trains one more epoch)"
-            )
-        )
-    buffers = [momentum.get(_momentum_key(name)) for name in names]
-    expected = [optimizer_after["state"][i]["momentum_buffer"] for i in range(len(names))]
-    if not all(_close(b, v) for b, v in zip(buffers, expected, strict=True)):
-        raise Incorrect(
-            _(
-                "the saved momentum buffers are not the ones that epoch of training left in `optimizer`: "
-                "save optimizer.state_dict() right after train_one_epoch"
-            )
-        )
-    _same_optimizer_as_the_setup(saved, optimizer_after)
+    _same_optimizer_as_the_setup(saved, _require_the_epoch(checkpoint))
     return _("it loads with weights_only=True and holds net's trained weights, the optimizer's momentum and the epoch")
 
 
@@ -220,12 +235,13 @@ def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: objec
     if not isinstance(optimizer, torch.optim.SGD):
         raise Incorrect(_("`optimizer` should be optim.SGD, found {type}").format(type=type(optimizer).__name__))
     for group in optimizer.param_groups:
-        if (group["lr"], group["momentum"]) != (0.02, 0.9):
+        if not (same_setting(group.get("lr"), 0.02) and same_setting(group.get("momentum"), 0.9)):
             message = _("`optimizer` has lr={lr}, momentum={momentum}: the question asks 0.02, 0.9")
             raise Incorrect(message.format(lr=group["lr"], momentum=group["momentum"]))
     checkpoint = _checkpoint(checkpoint_path, _("answer Q1 first: it writes that file"))
+    _require_the_epoch(checkpoint, _("the file at `checkpoint_path` is not Q1's checkpoint any more: answer Q1 again"))
     require_same_tensors(
-        model.state_dict(),
+        state_of(model),
         checkpoint["model_state_dict"],
         _("the checkpoint's model_state_dict"),
         _("load it: model.load_state_dict(checkpoint['model_state_dict'])"),
@@ -240,13 +256,14 @@ def _optimizer_on_model(model: object, optimizer: object, checkpoint_path: objec
             _("the optimizer's state was not loaded: optimizer.load_state_dict(checkpoint['optimizer_state_dict'])")
         )
     require_resumed_optimizer(optimizer, model, checkpoint["optimizer_state_dict"], "optimizer", "model")
+    require_training_mode(model, "model")
     return _("the optimizer trains `model`, which holds the saved weights, and carries on with the saved momentum")
 
 
 q2 = Question(
     "lesson03.q2",
     "Resume from `checkpoint_path`: build `model` (a Net) and `optimizer` (SGD, lr=0.02, momentum=0.9) "
-    "and load both states.",
+    "and load both states, ready to go on training.",
     _optimizer_on_model,
     names=["model", "optimizer", "checkpoint_path"],
     optional=["net"],

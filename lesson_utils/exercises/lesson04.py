@@ -14,6 +14,7 @@ from lesson_utils.exercises.core import (
     require_same_tensors,
     same_values,
     seed0_net_state,
+    state_of,
 )
 from lesson_utils.i18n import N_, _
 from lesson_utils.models import Net
@@ -31,6 +32,11 @@ def _setup_source_state() -> dict:
         return Net().state_dict()
 
 
+# A fresh bias entry, uniform in +-1/sqrt(84), lies this close to one of the 10 old ones with a chance of about 2.8%;
+# all 4 entries, with a chance below one in a million
+NEAR = 3e-4
+
+
 def _centred_rows(rows: np.ndarray) -> np.ndarray:
     return rows - rows.mean(axis=1, keepdims=True)
 
@@ -45,8 +51,8 @@ def _fresh_head(state: dict, source: dict) -> None:
     12% of its length there); a weight row is a function of an old row, entry by entry (tanh,
     abs, sin, a sign...: sorted by the old row, its values change smoothly, which the von Neumann
     ratio of successive differences measures: about 2 when independent, below 0.6 here); the bias
-    is an affine function of old bias entries (a*old + b, to float rounding). A fresh head fails
-    one of these with a chance below one in a million.
+    is an affine function of old bias entries (a*old + b, to float rounding), or each of its entries lies
+    within :data:`NEAR` of an old one. A fresh head fails one of these with a chance below one in a million.
     """
     why = _(
         "The 4 new classes are not the old ones, so the head must stay new (Net(num_classes=4)'s own initialisation)"
@@ -64,6 +70,13 @@ def _fresh_head(state: dict, source: dict) -> None:
     if entries:
         message = _("fc3.bias takes entries {rows} from the source's 10-class bias (its entries {source_rows}). {why}")
         raise Incorrect(message.format(rows=[i for i, _j in entries], source_rows=[j for _i, j in entries], why=why))
+    nearest = np.abs(bias[:, None] - old_bias[None, :]).argmin(axis=1)
+    if np.all(np.abs(bias - old_bias[nearest]) < NEAR):
+        message = _(
+            "every entry of fc3.bias lies within {near} of an entry of the source's 10-class bias (its entries "
+            "{source_rows}): copied, then changed a little? {why}"
+        )
+        raise Incorrect(message.format(near=NEAR, source_rows=nearest.tolist(), why=why))
     shared = int(np.isin(weight, old_weight).sum())
     if shared >= 4:  # a fresh head shares none (its values are drawn anew)
         message = _(
@@ -107,12 +120,19 @@ def _fresh_head(state: dict, source: dict) -> None:
             raise Incorrect(message.format(source_rows=picks[fits[0]].tolist(), why=why))
     bound = 1 / 84**0.5  # nn.Linear(84, 4) draws weight and bias uniformly from (-bound, bound)
     for name, head in (("fc3.weight", weight), ("fc3.bias", bias)):
-        if np.abs(head).max() > bound or (head.size > 1 and np.all(head == head.flat[0])):
+        if head.size > 1 and np.all(head == head.flat[0]):
             message = _(
-                "{name} does not look freshly initialised (its values should be spread within +-{bound:.3f}): "
-                "keep the head Net(num_classes=4) built, do not fill or train it"
+                "every value of {name} is {value}: a filled head, not a freshly initialised one. Keep the head "
+                "Net(num_classes=4) built (its values spread within +-{bound:.3f}), do not fill or train it"
             )
-            raise Incorrect(message.format(name=name, bound=bound))
+            raise Incorrect(message.format(name=name, value=f"{head.flat[0]:.7g}", bound=bound))
+        if np.abs(head).max() > bound:
+            message = _(
+                "{name} holds values up to {largest:.3f} in size, but nn.Linear(84, 4)'s own initialisation keeps "
+                "them within +-{bound:.3f}: keep the head Net(num_classes=4) built (do not fill it, draw it "
+                "another way or train it)"
+            )
+            raise Incorrect(message.format(name=name, largest=float(np.abs(head).max()), bound=bound))
 
 
 def _warm_started(target: object) -> str:
@@ -120,7 +140,7 @@ def _warm_started(target: object) -> str:
     source_state = _setup_source_state()
     with torch.random.fork_rng(devices=[]):  # names and shapes: the notebook's random numbers untouched
         expected = Net(num_classes=4).state_dict()
-    state = target.state_dict()
+    state = state_of(target)
     if state.keys() != expected.keys():
         require_same_tensors(state, expected, _("a Net(num_classes=4)'s state_dict"), what="`target`")
     if state["fc3.weight"].shape != expected["fc3.weight"].shape:
@@ -173,7 +193,7 @@ q2 = choice(
 )
 
 
-def _prefix_stripped(clean_state: object) -> str:
+def _prefix_stripped(clean_state: object, ddp_state: object) -> str:
     expected = seed0_net_state()  # the set-up's ddp_state, 'module.' stripped: judged even after `del ddp_state`
     if isinstance(clean_state, dict) and any(str(k).startswith("module.") for k in clean_state):
         raise Incorrect(_("keys still start with 'module.': strip it (consume_prefix_in_state_dict_if_present)"))
@@ -184,6 +204,11 @@ def _prefix_stripped(clean_state: object) -> str:
         _("only rename the keys, do not touch the values"),
         what="`clean_state`",
     )
+    if clean_state is ddp_state:  # the question asks for clean_state only: right, and worth knowing
+        return _(
+            "a plain Net can load it now. `ddp_state` itself was renamed in place: it is the same dict as "
+            "`clean_state` now (copy it first, dict(ddp_state), whenever you still need the original)"
+        )
     return _("a plain Net can load it now")
 
 
@@ -193,7 +218,11 @@ q3 = Question(
     "keys a plain Net expects.",
     _prefix_stripped,
     names=["clean_state"],
-    hint=N_("torch.nn.modules.utils.consume_prefix_in_state_dict_if_present edits a dict in place: copy it first."),
+    optional=["ddp_state"],
+    hint=N_(
+        "torch.nn.modules.utils.consume_prefix_in_state_dict_if_present renames the keys of the dict you pass, in "
+        "place, and returns None: call it on its own line (on a copy, if you want to keep ddp_state as it is)."
+    ),
     none_message=N_(
         "If you wrote `clean_state = consume_prefix_in_state_dict_if_present(...)`: that function edits the dict "
         "you pass in place and returns None. Copy first (clean_state = dict(ddp_state)), then call it on "

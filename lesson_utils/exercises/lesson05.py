@@ -1,6 +1,7 @@
 """Exercises for lesson 05 (big models). ``from lesson_utils.exercises import lesson05 as ex``."""
 
 import mmap
+import os
 import struct
 from pathlib import Path
 
@@ -14,41 +15,52 @@ from lesson_utils.exercises.core import (
     require_module,
     require_same_tensors,
     seed0_net_state,
+    state_of,
 )
 from lesson_utils.i18n import N_, _
+from lesson_utils.memory import mapped_from
 
 
-def _file_map(address: int, path: Path) -> tuple[int, int] | None:
-    """The range of this process's memory map of the file ``path`` that holds ``address`` (``/proc/self/maps``)."""
-    target = str(path.resolve())
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].strip() == target:
-                low, high = (int(x, 16) for x in fields[0].split("-"))
-                if low <= address < high:
-                    return low, high
-    return None
+def _mapping(address: int) -> dict | None:
+    """The entry of this process's ``/proc/self/smaps`` whose range holds ``address``: ``low``, ``high``,
+    ``path`` (the mapped file, "" for anonymous memory; " (deleted)" when it was deleted) and the entry's kB
+    counters (``Anonymous``: pages that are private copies now); None if no mapping holds it."""
+    entry = None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=5)
+            if "-" in head[0] and head[0].count("-") == 1 and ":" not in head[0]:  # a new mapping's first line
+                if entry is not None:
+                    return entry
+                low, high = (int(x, 16) for x in head[0].split("-"))
+                path = head[5].strip() if len(head) == 6 else ""
+                entry = {"low": low, "high": high, "path": path} if low <= address < high else None
+            elif entry is not None and line.endswith(" kB\n"):
+                key, value = line.split(":", 1)
+                entry[key] = int(value.split()[0])
+    return entry
 
 
-def _written_pages(low: int, start: int, end: int) -> bool:
-    """Whether a page in ``[start, end)`` of the file map starting at ``low`` is a private copy now: written
-    after the map was made (copy on write). ``/proc/self/pagemap`` gives each page's kind; where it cannot
-    be read, ``/proc/self/smaps`` says whether the whole map holds any such (anonymous) page."""
+def _same_file(mapped: str, path: Path) -> bool:
+    """Whether the mapped file ``mapped`` (a path from smaps) is the file ``path``: the same path, or a
+    hard link to it (the same inode on the same device)."""
+    try:
+        return os.path.samefile(mapped, path)
+    except OSError:  # deleted, or not a path at all
+        return False
+
+
+def _written_pages(start: int, end: int, mapping: dict) -> bool:
+    """Whether a page in ``[start, end)`` is a private copy now, written after the file was mapped (copy on
+    write): ``/proc/self/pagemap`` gives each page's kind; where it cannot be read, the mapping's own count of
+    such (anonymous) pages in ``/proc/self/smaps`` says whether the whole mapping holds any."""
     page = mmap.PAGESIZE
     try:
         with open("/proc/self/pagemap", "rb") as pagemap:
             pagemap.seek(start // page * 8)
             entries = pagemap.read(((end - 1) // page - start // page + 1) * 8)
     except OSError:
-        with open("/proc/self/smaps") as smaps:
-            inside = False
-            for line in smaps:
-                if "-" in line.split(maxsplit=1)[0]:
-                    inside = int(line.split("-", 1)[0], 16) == low
-                elif inside and line.startswith("Anonymous:"):
-                    return int(line.split()[1]) > 0
-        return False
+        return mapping.get("Anonymous", 0) > 0
     for (entry,) in struct.iter_unpack("<Q", entries):
         present, swapped, file_page = entry >> 63 & 1, entry >> 62 & 1, entry >> 61 & 1
         if swapped or (present and not file_page):  # a file's own page is never swapped, only private ones
@@ -56,19 +68,24 @@ def _written_pages(low: int, start: int, end: int) -> bool:
     return False
 
 
-def _pages(tensor: object, path: Path) -> str:
-    """Where ``tensor``'s numbers are now: "file" (in a map of the file ``path``, every page still the
-    file's), "copied" (in that map, but some of its pages are private copies now) or "elsewhere"."""
+def _pages(tensor: object, path: Path) -> tuple[str, str]:
+    """Where ``tensor``'s numbers are now, and in which file: ("file", path) in a map of the file ``path``,
+    every page still the file's; ("copied", path) in that map, but some of its pages are private copies now;
+    ("other", file) in a map of another file; ("elsewhere", "") in the process's own memory."""
     if tensor.numel() == 0:
-        return "file"
+        return "file", str(path)
     start = tensor.data_ptr()
     end = start + tensor.element_size() * (
         1 + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride(), strict=True))
     )
-    found = _file_map(start, path)
-    if found is None:
-        return "elsewhere"
-    return "copied" if _written_pages(found[0], start, end) else "file"
+    mapping = _mapping(start)
+    if mapping is None:
+        return "elsewhere", ""
+    if not mapped_from(tensor, path) and not _same_file(mapping["path"], path):
+        mapped = mapping["path"]
+        real = mapped.startswith("/") and not mapped.endswith("(deleted)") and Path(mapped).is_file()
+        return ("other", mapped) if real and not mapped.startswith("/dev/shm/") else ("elsewhere", "")
+    return ("copied" if _written_pages(start, end, mapping) else "file"), str(path)
 
 
 def _lean_load(model: object, weights_path: object) -> str:
@@ -76,7 +93,7 @@ def _lean_load(model: object, weights_path: object) -> str:
     saved = load_weights_only(weights_path, "weights_path", _("run the set-up cell again: it writes that file"))
     if not isinstance(saved, dict):
         raise Incorrect(_("the file at `weights_path` is not the set-up cell's state_dict: run the set-up cell again"))
-    state = model.state_dict()
+    state = state_of(model)
     meta = [name for name, t in state.items() if t.is_meta]
     if meta and len(meta) == len(state):
         raise Incorrect(
@@ -115,14 +132,24 @@ def _lean_load(model: object, weights_path: object) -> str:
         raise Incorrect(message.format(key=initialised[0]))
     path = Path(str(weights_path))
     where = {key: _pages(t, path) for key, t in state.items()}
-    if "elsewhere" in where.values():
-        raise Incorrect(
-            _(
-                "the weights are a private copy, not the file's pages: load with "
-                "torch.load(..., mmap=True, weights_only=True) and load_state_dict(..., assign=True)"
-            )
+    others = [(key, file) for key, (kind, file) in where.items() if kind == "other"]
+    if others:
+        message = _(
+            "{key} is mapped from {file}, another file than `weights_path` ({path}): a copy of the weights, on disk "
+            "and in memory. Map the file at `weights_path` itself: torch.load(weights_path, mmap=True, "
+            "weights_only=True)"
         )
-    copied = [key for key, kind in where.items() if kind == "copied"]
+        raise Incorrect(message.format(key=others[0][0], file=others[0][1], path=path))
+    private = [key for key, (kind, _file) in where.items() if kind == "elsewhere"]
+    if private:
+        message = _(
+            "{keys} lie in this process's own memory: a private copy, not the file's pages. Either the load "
+            "copied them (a lean load needs torch.load(..., mmap=True, weights_only=True) and "
+            "load_state_dict(..., assign=True)), or something moved them after it (.to(), .share_memory(), a "
+            "conversion there and back)"
+        )
+        raise Incorrect(message.format(keys=_listed(private, most=4)))
+    copied = [key for key, (kind, _file) in where.items() if kind == "copied"]
     if copied:
         message = _(
             "the weights were mapped from the file, but pages holding {keys} are private copies now: something "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +15,15 @@ from lesson_utils.exercises.core import (
     _a,
     _listed,
     require_file,
+    require_folder,
+    require_in_workdir,
     require_module,
     require_same_tensors,
+    same_setting,
     same_values,
+    state_of,
     torch_as_installed,
+    torch_load,
 )
 from lesson_utils.i18n import N_, _
 
@@ -29,24 +33,41 @@ SHARD_LIMIT = 200_000  # the question's max_shard_size="200KB": bytes of tensors
 TIED = ("embed.weight", "head.weight")  # the set-up's TinyLM ties its head to its embedding
 
 
-def _require_folder(value: object, name: str, how: str) -> Path:
-    """``value`` (a notebook variable) as an existing folder; ``how`` says how to make it."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise Incorrect(_("`{name}` should be a path (a str or Path), not {found}").format(name=name, found=_a(value)))
-    folder = Path(value)
-    if folder.is_file():
-        message = _("`{name}` is the file {path}, not a folder: the hub layout is a folder of files ({how})")
-        raise Incorrect(message.format(name=name, path=folder, how=how))
-    if not folder.is_dir():
-        raise Incorrect(_("there is no folder at {path}: {how}").format(path=folder, how=how))
-    return folder
+def _tiny_lm() -> torch.nn.Module:
+    """The notebook's TinyLM(vocab=1000, dim=128, layers=4), built layer by layer in its order, so that the same
+    random numbers fall to the same tensors, without running the notebook's own class."""
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(1000, 128)
+    model.blocks = torch.nn.Sequential(*[torch.nn.Linear(128, 128) for _layer in range(4)])
+    model.head = torch.nn.Linear(128, 1000, bias=False)
+    model.head.weight = model.embed.weight
+    return model
 
 
-def _setup_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights the set-up's model starts with: its class, built right after ``seed_everything(0)``."""
+def _setup_model_state() -> dict[str, torch.Tensor]:
+    """The weights the set-up's `model` holds: a TinyLM built right after ``seed_everything(0)``."""
     with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch_as_installed():
         torch.manual_seed(0)
-        return type(model)().state_dict()
+        return _tiny_lm().state_dict()
+
+
+def _setup_colleagues_files() -> dict:
+    """What the set-up's ``colleagues_files()`` writes, computed here: after ``seed_everything(8)``, the run's
+    calibration numbers (``torch.randn(4)``, scale 0.25), the run's weights (a TinyLM) and the bfloat16 release
+    (the next TinyLM, converted), each TinyLM built by :func:`_tiny_lm`.
+
+    Example:
+        >>> files = _setup_colleagues_files()
+        >>> files["calibration"].shape, files["release"]["embed.weight"].dtype, sorted(files["config"].items())
+        (torch.Size([4]), torch.bfloat16, [('layers', 4), ('lr', 0.003)])
+    """
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch_as_installed():
+        torch.manual_seed(8)
+        calibration = torch.randn(4)
+        weights = _tiny_lm().state_dict()
+        release = _tiny_lm().to(torch.bfloat16).state_dict()
+    return {"config": {"lr": 0.003, "layers": 4}, "calibration": calibration, "scale": 0.25, "weights": weights,
+            "release": release}  # fmt: skip
 
 
 def _read_shards(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]], dict[str, dict]]:
@@ -126,20 +147,30 @@ def _read_shards(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]
     return index, tensors, metadata
 
 
-def _hub_folder(share_dir: object, model: object) -> str:
-    require_module(model, "model")
-    with torch_as_installed():
-        state = model.state_dict()
-        try:
-            start = _setup_state(model)
-        except Exception:  # another kind of model, which TinyLM's way of building does not fit
-            start = None
-    if start is None or set(state) != set(start) or not all(same_values(state[k], v) for k, v in start.items()):
-        raise Incorrect(_("`model` is not the set-up cell's model any more: run the set-up cell again"))
-    if getattr(model.head, "weight", None) is not getattr(model.embed, "weight", None):
-        raise Incorrect(_("`model`'s head is no longer tied to its embedding: run the set-up cell again"))
-    how = _("save_torch_state_dict writes into an existing folder: make it first (share_dir.mkdir())")
-    folder = _require_folder(share_dir, "share_dir", how)
+def _hub_folder(share_dir: object, model: object, workdir: object) -> str:
+    start = _setup_model_state()
+    if model is None:  # `del model` after sharing it: the folder is judged against the set-up's model
+        state = start
+    else:
+        require_module(model, "model")
+        state = state_of(model)
+        if set(state) != set(start) or not all(same_values(state[k], v) for k, v in start.items()):
+            raise Incorrect(_("`model` is not the set-up cell's model any more: run the set-up cell again"))
+        if getattr(model.head, "weight", None) is not getattr(model.embed, "weight", None):
+            raise Incorrect(_("`model`'s head is no longer tied to its embedding: run the set-up cell again"))
+    how = _(
+        "the hub layout is a folder of files, and save_torch_state_dict writes into an existing one: make it first "
+        "(share_dir.mkdir())"
+    )
+    folder = require_folder(share_dir, "share_dir", how)
+    require_in_workdir(folder, workdir, "share_dir", "08", new_folder=True)
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt"))
+    if pickles and (folder / INDEX).is_file():
+        message = _(
+            "{folder} also holds {files}: a hub repository made from this folder would publish them next to the "
+            "model (a pickle among them). Save the model into a new folder of its own"
+        )
+        raise Incorrect(message.format(folder=folder, files=pickles))
     index, tensors, metadata = _read_shards(folder)
     for name, found in metadata.items():
         if found.get("format") != "pt":
@@ -187,11 +218,13 @@ def _hub_folder(share_dir: object, model: object) -> str:
 
 q1 = Question(
     "lesson08.q1",
-    "Share `model` the Hugging Face way: into a new folder `share_dir`, safetensors shards of at most 200 KB of "
+    "Share `model` the Hugging Face way: into a new folder `share_dir` in `workdir`, safetensors shards of at most "
+    "200 KB of "
     "tensors each (`model-0000K-of-0000N.safetensors`, metadata `{'format': 'pt'}`) and "
     "`model.safetensors.index.json`, the tied weight stored once.",
     _hub_folder,
-    names=["share_dir", "model"],
+    names=["share_dir"],
+    optional=["model", "workdir"],
     hint=N_("huggingface_hub's save_torch_state_dict(model.state_dict(), folder, max_shard_size=...) does all of it."),
     none_message=N_(
         "`share_dir` is the folder's path; save_torch_state_dict returns None: call it on a line of its own, "
@@ -250,6 +283,29 @@ def _needed_globals(path: Path) -> set[str]:
         torch.serialization.add_safe_globals(session)
 
 
+def _require_the_colleagues_run(loaded: object) -> None:
+    """:class:`Incorrect` unless ``loaded`` (the file at `run_path`, loaded) is the run the set-up wrote there."""
+    files = _setup_colleagues_files()
+    calibration = loaded.get("calibration") if isinstance(loaded, Mapping) else None
+    config = loaded.get("config") if isinstance(loaded, Mapping) else None
+    weights = loaded.get("weights") if isinstance(loaded, Mapping) else None
+    same = (
+        isinstance(loaded, Mapping)
+        and set(loaded) == {"config", "weights", "calibration"}
+        and torch.is_tensor(calibration)
+        and same_values(calibration.as_subclass(torch.Tensor), files["calibration"])
+        and same_setting(vars(calibration).get("scale"), files["scale"])
+        and hasattr(config, "__dict__")
+        and all(same_setting(vars(config).get(k), v) for k, v in files["config"].items())
+        and isinstance(weights, Mapping)
+        and weights.keys() == files["weights"].keys()
+        and all(same_values(weights[k], v) for k, v in files["weights"].items())
+    )
+    if not same:
+        message = _("the file at `run_path` is not the colleague's run any more: run the set-up cell again")
+        raise Incorrect(message)
+
+
 def _exact_allowlist(allowed: object, loaded: object, run_path: object) -> str:
     path = require_file(run_path, "run_path", _("run the set-up cell again: it writes that file"))
     needed = _needed_globals(path)
@@ -285,7 +341,8 @@ def _exact_allowlist(allowed: object, loaded: object, run_path: object) -> str:
         )
         raise Incorrect(message.format(names=leaked))
     with torch.serialization.safe_globals([(obj, name) for name, obj in names.items()]):
-        expected = torch.load(path, weights_only=True)
+        expected = torch_load(path)
+    _require_the_colleagues_run(expected)
     if not isinstance(loaded, Mapping) or set(loaded) != set(expected):
         message = _("`loaded` should be what torch.load returns for run_path: a dict with the keys {keys}")
         raise Incorrect(message.format(keys=sorted(expected)))
@@ -345,9 +402,17 @@ def _bf16_and_tied(model_bf16: object, bf16_dir: object, TinyLM: object) -> str:
         message = _("`model_bf16` should be a TinyLM, the set-up cell's class, not a {type}")
         raise Incorrect(message.format(type=type(model_bf16).__name__))
     how = _("run the set-up cell again: it writes the release there")
-    release = _release(_require_folder(bf16_dir, "bf16_dir", how))
+    release = _release(require_folder(bf16_dir, "bf16_dir", how))
+    expected_release = _setup_colleagues_files()["release"]
+    complete = set(expected_release) - set(TIED) <= set(release) and any(name in release for name in TIED)
+    if (
+        not complete
+        or set(release) - set(expected_release)
+        or not all(same_values(value, expected_release[key]) for key, value in release.items())
+    ):
+        raise Incorrect(_("`bf16_dir` does not hold the set-up's release any more: run the set-up cell again"))
     with torch_as_installed():
-        state = model_bf16.state_dict()
+        state = state_of(model_bf16)
         on_meta = [key for key, t in state.items() if t.is_meta]
         if on_meta:
             if on_meta == ["head.weight"]:

@@ -6,7 +6,6 @@ checker rebuilds exactly what the set-up made, without the notebook's objects.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from lesson_utils.exercises.core import (
     close_values,
     load_weights_only,
     require_file,
+    require_folder,
     require_in_workdir,
     same_values,
     torch_as_installed,
@@ -141,7 +141,32 @@ def _loader_state(found: object) -> object:
     raise Incorrect(message.format(found=_a(found)))
 
 
-def _resumes_after_four(loader_state_path: object, workdir: object) -> str:
+def _require_the_setups_loader(loader: object) -> None:
+    """:class:`Incorrect` unless the set-up's `loader` (when the check can see it: the loader, or its
+    state_dict where only that was handed over) stands after 4 batches too: the state saved must be its own, not
+    one of a loader of the student's making that took the batches instead."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    if isinstance(loader, StatefulDataLoader):
+        state = StatefulDataLoader.state_dict(loader)
+    elif isinstance(loader, Mapping) and ("_sampler_iter_state" in loader or "_snapshot" in loader):
+        state = loader
+    else:
+        return  # deleted, or not a loader: the file alone is judged
+    try:
+        now = _taken_before(state)
+    except Incorrect:
+        now = None
+    if now != TAKEN:
+        where = _("has not given a batch yet") if now == 0 else _("stands elsewhere")
+        message = _(
+            "the saved state goes on with batch 5, but the set-up's `loader` itself {where}: take the 4 batches from "
+            "`loader`, not from a loader of your own, and save its state"
+        )
+        raise Incorrect(message.format(where=where))
+
+
+def _resumes_after_four(loader_state_path: object, workdir: object, loader: object) -> str:
     how = _("take 4 batches from `loader`, then save loader.state_dict() with torch.save, under 'loader_state_dict'")
     path = require_file(loader_state_path, "loader_state_path", how)
     require_in_workdir(path, workdir, "loader_state_path", "09")
@@ -149,6 +174,7 @@ def _resumes_after_four(loader_state_path: object, workdir: object) -> str:
     taken = _taken_before(state)
     per_epoch = IMAGES // BATCH_SIZE
     if taken == TAKEN:
+        _require_the_setups_loader(loader)
         return _("a new StatefulDataLoader that loads this state goes on with batch 5 of the first epoch")
     if taken is None:
         raise Incorrect(
@@ -190,7 +216,7 @@ q1 = Question(
     "then save to `loader_state_path` (in `workdir`) what a new loader needs to go on with batch 5.",
     _resumes_after_four,
     names=["loader_state_path"],
-    optional=["workdir"],
+    optional=["workdir", "loader"],
     hint=N_(
         "Break out of `for images, labels in loader:` after the 4th batch; loader.state_dict() then says where the "
         "epoch stands. torch.save({'loader_state_dict': loader.state_dict()}, loader_state_path)."
@@ -199,18 +225,6 @@ q1 = Question(
 
 
 # Q2 ------------------------------------------------------------------------------------------------
-
-
-def _require_folder(value: object, name: str, how: str) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise Incorrect(_("`{name}` should be a path (a str or Path), not {found}").format(name=name, found=_a(value)))
-    folder = Path(value)
-    if folder.is_file():
-        message = _("`{name}` is the file {path}, not a folder: point it at the run's folder ({how})")
-        raise Incorrect(message.format(name=name, path=folder, how=how))
-    if not folder.is_dir():
-        raise Incorrect(_("there is no folder at {path}: {how}").format(path=folder, how=how))
-    return folder
 
 
 def _epoch_of(weights: object) -> int | None:
@@ -233,8 +247,8 @@ def _read(path: Path) -> dict:
 
 def _last_two_and_the_best(run_dir: object, workdir: object) -> str:
     how = _("save each epoch's checkpoint into run_dir with save_checkpoint(..., keep_last=2), the best one as best.pt")
-    folder = _require_folder(run_dir, "run_dir", how)
-    require_in_workdir(folder, workdir, "run_dir", "09")
+    folder = require_folder(run_dir, "run_dir", how)
+    require_in_workdir(folder, workdir, "run_dir", "09", new_folder=True)
     numbered = sorted(int(m.group(1)) for p in folder.iterdir() if (m := NUMBERED.match(p.name)))
     last = list(range(len(VAL_LOSSES) - KEEP + 1, len(VAL_LOSSES) + 1))
     if not numbered:
