@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings site browser sandbox release-check clean
+.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings site hub hub-proxy browser sandbox release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
@@ -32,7 +32,9 @@ check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no
 
 # Two workers (pytest-xdist); --dist loadfile keeps each file on one worker: a notebook's cells share
 # one kernel, and a test module its module-scoped fixtures (the browser tests' JupyterLab servers).
-test: setup browser sandbox  ## ruff, unit tests, doctests, strict nbval on every notebook (both editions), browser tests
+# conftest.py hands the longest files out first (tests/durations.json; PYTEST_ARGS=--store-durations
+# after a whole run writes it again).
+test: setup browser sandbox hub-proxy  ## ruff, unit tests, doctests, strict nbval on every notebook (both editions), browser and hub tests
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
@@ -58,6 +60,14 @@ timings: setup  ## run every notebook in a fresh kernel and print a table of sec
 
 site: setup  ## the lessons as a static website, both editions, from the stored outputs, into build/site/ (SITE_ARGS="--out DIR")
 	$(BIN)/python scripts/build_site.py $(SITE_ARGS)
+
+# The class's JupyterHub, as root (it makes an account per student): see README, "Teaching a class".
+CLASS ?= class.csv
+hub: setup hub-proxy  ## the class's JupyterHub on 127.0.0.1:8000 (as root): CLASS=class.csv, HUB_ARGS="--ip 0.0.0.0 --memory 4G ..."
+	$(BIN)/python -m lesson_utils.classroom.hub start --class "$(CLASS)" $(HUB_ARGS)
+
+hub-proxy:  ## install node, npm and git when missing (apt-get) and the pinned configurable-http-proxy into build/hub-proxy/
+	@./scripts/install_hub.sh
 
 sandbox:  ## install bubblewrap for the grader's --sandbox and its tests when it is missing (needs apt-get)
 	@./scripts/install_sandbox.sh

@@ -1,8 +1,12 @@
-"""pytest settings for the whole repository: tests/, the notebooks (nbval) and the doctests."""
+"""pytest settings for the whole repository: tests/, the notebooks (nbval) and the doctests; the
+numeric profile every kernel computes under, and the order `make test` hands files to its workers."""
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,21 @@ from lesson_utils import numerics
 
 DIFFERS = "numeric profile: printed other numbers"
 _differences: list[str] = []  # node ids of tagged cells whose printed numbers differed (this run)
+
+ROOT = Path(__file__).resolve().parent
+# Seconds each test file took in a whole `make test` (setup, call and teardown of its tests, on one
+# of the two workers). `make test PYTEST_ARGS=--store-durations` writes it again.
+DURATIONS = ROOT / "tests" / "durations.json"
+_seconds_by_file: dict[str, float] = {}
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help=f"after the run, write the seconds of each test file that ran into {DURATIONS.relative_to(ROOT)} "
+        "(run whole files): `make test` hands the longest files out first",
+    )
 
 
 def pytest_configure(config) -> None:
@@ -20,6 +39,44 @@ def pytest_configure(config) -> None:
     start. (One thread also lets pytest-xdist's two workers share two cores without waiting.)"""
     os.environ.update(numerics.numeric_environment())
     config.numeric_profile_gaps = numerics.why_not_pinned()
+    if handed_out_by_file(config):
+        config.option.loadscopereorder = False  # pytest-xdist keeps the order pytest_collection_modifyitems chose
+
+
+def handed_out_by_file(config) -> bool:
+    """Whether pytest-xdist hands out whole files (``-n 2 --dist loadfile``, as `make test` runs)."""
+    return getattr(config.option, "dist", "no") in ("loadfile", "loadscope") and bool(
+        getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Longest file first, when pytest-xdist hands out whole files to two workers: a long file
+    started last keeps one worker busy while the other has nothing left to do. (By default
+    pytest-xdist starts the files with the most tests first, and the slowest files, a browser
+    or a server each, have few.) The tests inside each file keep their order."""
+    if not handed_out_by_file(config):
+        return
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    seconds = {name: known.get(name, estimated_seconds(name, tests)) for name, tests in files.items()}
+    items[:] = [item for name in sorted(files, key=lambda name: -seconds[name]) for item in files[name]]
+
+
+def estimated_seconds(name: str, tests: list) -> float:
+    """For a file not in tests/durations.json: a notebook's stored run time (its cells' timings, from
+    when it was executed), else 20 s per test marked slow and a tenth of a second per other test."""
+    if not name.endswith(".ipynb"):
+        return sum(20 if test.get_closest_marker("slow") else 0.1 for test in tests)
+    seconds = 0.0
+    for cell in json.loads((ROOT / name).read_text(encoding="utf-8"))["cells"]:
+        timing = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            start, end = (datetime.fromisoformat(timing[k]) for k in ("iopub.execute_input", "shell.execute_reply"))
+            seconds += (end - start).total_seconds()
+    return seconds
 
 
 def pytest_report_header(config) -> list[str]:
@@ -59,6 +116,17 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_runtest_logreport(report) -> None:
     _differences.extend(nodeid for key, nodeid in report.user_properties if key == DIFFERS)
+    name = report.nodeid.split("::", 1)[0]
+    _seconds_by_file[name] = _seconds_by_file.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session) -> None:
+    config = session.config
+    if config.getoption("store_durations") and not hasattr(config, "workerinput") and _seconds_by_file:
+        stored = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        stored.update({name: round(seconds, 1) for name, seconds in _seconds_by_file.items()})  # the files that ran
+        stored = {name: stored[name] for name in sorted(stored) if (ROOT / name).exists()}
+        DURATIONS.write_text(json.dumps(stored, indent=1, ensure_ascii=False) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:

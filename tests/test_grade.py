@@ -675,49 +675,77 @@ def test_a_notebook_that_stops_the_grader_is_blamed_alone(tmp_path):
         assert (table[name]["status"], table[name]["points"], table[name]["needs review"]) == ("graded", "3", "")
 
 
-def test_the_grading_process_reads_only_its_own_copies_of_answer_files(tmp_path, monkeypatch):
-    """The kernel names the files the grading process checks again, and that process may run as root:
-    a path outside its hand-over folder, or a link in it, is never given to a checker."""
-    import types
+def test_the_grading_process_copies_only_what_the_kernel_could_read_and_follows_no_link(tmp_path):
+    """The kernel names the files to judge, and the grading process may run as root: it reads them through the
+    kernel's own view, never through a link, never a pipe or /proc, and only what the kernel's user could read;
+    what it copied is signed, so an export folder changed afterwards is not judged."""
+    import os
+    import shutil
+    import tempfile
+    import time
 
-    from lesson_utils.classroom.grade_worker import recheck_files
-    from lesson_utils.exercises.core import Incorrect, Question
+    from lesson_utils.classroom.grade import Grader
+    from lesson_utils.classroom.outside import Copier, Ledger, manifest
 
-    opened = []
+    base = Path(tempfile.mkdtemp(prefix="copier-test-"))  # under /tmp, open to others (pytest's tmp_path is not)
+    base.chmod(0o755)
+    work = base / "work"
+    (work / "sub").mkdir(parents=True)
+    work.chmod(0o755)
+    (work / "answer.pt").write_bytes(b"answer")
+    (work / "answer.pt").chmod(0o644)
+    (work / "sub" / "inner.pt").write_bytes(b"inner")
+    secret = tmp_path / "teacher_only.pt"
+    secret.write_bytes(b"the answer key")
+    secret.chmod(0o600)
+    (work / "key.pt").symlink_to(secret)  # absolute: a file the student cannot read
+    (work / "linked").symlink_to(work / "sub")  # a folder on the way
+    os.mkfifo(work / "pipe.pt")  # a read that would never end
+    shut = work / "shut"
+    shut.mkdir()
+    (shut / "hidden.pt").write_bytes(b"hidden")
+    shut.chmod(0o700)
 
-    def checker(answer_path):  # right when the file holds "right"
-        opened.append(answer_path)
-        if not Path(answer_path).is_file() or Path(answer_path).read_text() != "right":
-            raise Incorrect("no right answer at answer_path")
-        return "right"
+    def copy(pid: int) -> tuple[Copier, Ledger]:
+        ledger = Ledger(tmp_path / f"export-{pid}-{time.monotonic_ns()}")
+        copier = Copier(pid, ledger)
+        for name in ("answer.pt", "key.pt", "linked/inner.pt", "pipe.pt", "shut/hidden.pt", "sub/../answer.pt"):
+            copier.copy(str(work / name), whole=False)
+        copier.copy(str(work / "sub"), whole=True)
+        copier.copy("/proc/self/environ", whole=False)
+        return copier, ledger
 
-    fake = types.ModuleType("lesson_utils.exercises.lesson99")
-    fake.q1 = Question("lesson99.q1", "Write 'right' to a file.", checker, names=["answer_path"], hint="")
-    monkeypatch.setitem(sys.modules, "lesson_utils.exercises.lesson99", fake)
-
-    def recheck(path: Path, files_dir: Path) -> tuple[str, list[str]]:
-        report = {"files": {"lesson99.q1": {"answer_path": str(path)}}, "results": [{"question": "lesson99.q1",
-                  "status": "incorrect", "message": "no file"}]}  # fmt: skip
-        notes = recheck_files("lesson99", report, str(files_dir))
-        return report["results"][0]["status"], notes
-
-    files_dir = tmp_path / "files"
-    own = files_dir / "1" / "lesson99.q1" / "0_answer.txt"
-    own.parent.mkdir(parents=True)
-    own.write_text("right")
-    assert recheck(own, files_dir)[0] == "correct", "its own copies are read"
-    elsewhere = tmp_path / "root_only" / "answer.txt"  # a right answer the student could not have read
-    elsewhere.parent.mkdir()
-    elsewhere.write_text("right")
-    status, notes = recheck(elsewhere, files_dir)
-    assert status == "incorrect" and "outside its copies, or links: not read" in notes[0], notes
-    linked = files_dir / "2" / "lesson99.q1" / "0_answer.txt"
-    linked.parent.mkdir(parents=True)
-    linked.symlink_to(elsewhere)
-    assert recheck(linked, files_dir)[0] == "incorrect", "a link in the hand-over folder is not followed"
-    (files_dir / "3").symlink_to(elsewhere.parent)  # a linked folder on the way
-    assert recheck(files_dir / "3" / "answer.txt", files_dir)[0] == "incorrect"
-    assert str(elsewhere) not in opened and str(linked) not in opened, opened
-    choice = {"files": {"lesson01.q3": {"q3_answer": "b"}}, "results": [{"question": "lesson01.q3", "status": "x"}]}
-    recheck_files("lesson01", choice, str(files_dir))
-    assert choice["results"][0]["status"] == "correct", "a value with no file at it is read as it is (a letter)"
+    copier, ledger = copy(os.getpid())
+    kinds = {path.removeprefix(str(work) + "/"): what["kind"] for path, what in copier.found.items()}
+    assert kinds["answer.pt"] == "file" and kinds["sub/inner.pt"] == "file" and kinds["shut/hidden.pt"] == "file"
+    assert kinds["key.pt"] == kinds["linked/inner.pt"] == "link", kinds
+    assert kinds["pipe.pt"] == "refused" and kinds["/proc/self/environ"] == "refused", kinds
+    copies = ledger.folder / "files" / str(work).lstrip("/")
+    assert (copies / "answer.pt").read_bytes() == b"answer" and (copies / "sub" / "inner.pt").read_bytes() == b"inner"
+    assert not (copies / "key.pt").exists() and not (copies / "linked").exists(), "no link followed or copied"
+    assert sorted(copier.links) == [str(work / "key.pt"), str(work / "linked")]
+    assert manifest(ledger.folder) == ledger.hashes, "every file written is in the signed list, hashed as written"
+    if os.geteuid() == 0:  # a kernel of another user (as in the sandbox): only what that user may read
+        stranger = subprocess.Popen(["setpriv", "--reuid=54321", "--regid=54321", "--clear-groups", "sleep", "30"])
+        try:
+            time.sleep(0.3)
+            copier, ledger = copy(stranger.pid)
+        finally:
+            stranger.kill()
+            stranger.wait()
+        assert copier.found[str(work / "shut" / "hidden.pt")]["kind"] == "refused"
+        assert copier.found[str(work / "answer.pt")]["kind"] == "file", "readable by anyone: copied"
+    # the grader judges an export folder only as the worker signed it
+    export = tmp_path / "private" / "exports" / "3"
+    signed = Ledger(export)
+    signed.write("export.json", [b"{}"])
+    signed.write("complete", [b""])
+    row = {"export": str(export), "export_hashes": dict(signed.hashes)}
+    flags: list[str] = []
+    assert Grader._export(row, tmp_path / "private", flags) == str(export) and flags == []
+    (export / "files").mkdir()
+    (export / "files" / "planted.pt").write_bytes(b"right answer")
+    assert Grader._export(row, tmp_path / "private", flags) is None and "changed after" in flags[0]
+    assert Grader._export({"export": str(tmp_path / "elsewhere")}, tmp_path / "private", []) is None
+    shut.chmod(0o755)
+    shutil.rmtree(base)

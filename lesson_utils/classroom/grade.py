@@ -6,9 +6,13 @@
 ``SUBMISSIONS`` holds one ``.ipynb`` per student, or one folder per student (its notebook and
 the files it reads), read without following any symbolic link. Each notebook runs in a fresh
 kernel, in a fresh working folder holding only its own files, under a time limit, in a worker
-process of its own (:mod:`lesson_utils.classroom.grade_worker`). The grade comes from the notebook's *final state*,
-checked by the grader's own copy of the checkers (:mod:`lesson_utils.classroom.grade_probe`), not from
-what ``check()`` printed. Each row is written to the CSV as soon as its notebook is graded;
+process of its own (:mod:`lesson_utils.classroom.grade_worker`). The grade comes from the notebook's
+*final state*: the kernel only exports the values the questions name
+(:mod:`lesson_utils.classroom.export`), the worker adds what it reads from outside the kernel (the
+files, which memory is a file's: :mod:`lesson_utils.classroom.outside`), and once the kernel and
+everything it started are gone, a judge process that never ran notebook code rebuilds the objects
+and runs the checkers (:mod:`lesson_utils.classroom.judge`); not what ``check()`` printed, and
+nothing computed in the student's process. Each row is written to the CSV as soon as its notebook is graded;
 ``--resume`` skips the rows already there. Beside the CSV: ``feedback/<student>.md``,
 ``summary.md`` and ``summary.png`` (per-question success rates, totals by status), and
 ``grade.log`` (every kernel's warnings and tracebacks, kept off the console).
@@ -48,6 +52,7 @@ import nbformat
 from tqdm.auto import tqdm
 
 from lesson_utils.classroom import grade_probe, grade_worker
+from lesson_utils.classroom.judge import Judges
 from lesson_utils.numerics import numeric_environment
 from lesson_utils.processes import run
 
@@ -323,6 +328,9 @@ class Lesson:
         self.questions = sorted(questions, key=lambda q: int(q.qid.rsplit(".q", 1)[1]))
         points = getattr(module, "POINTS", {})
         self.points = {q.qid: points.get(q.qid.rsplit(".", 1)[1], 1) for q in self.questions}
+        # the variables the kernel exports: the questions' names (folders copied whole) and optional names
+        self.names = sorted({n for q in self.questions for n in q.names})
+        self.optional = sorted({n for q in self.questions for n in q.optional} - set(self.names))
 
     def columns(self) -> list[str]:
         return [
@@ -442,7 +450,8 @@ class Grader:
         with self.lock, open(self.journal, "a") as f:
             f.write(json.dumps({"file": name, "alone": alone}) + "\n")
         workdir = Path(tempfile.mkdtemp(prefix="grade-work-"))
-        private = Path(tempfile.mkdtemp(prefix="grade-private-"))
+        private = Path(tempfile.mkdtemp(prefix="grade-private-"))  # the kernel cannot see it with --sandbox
+        (private / "exports").mkdir()
         tag = secrets.token_hex(16)
         try:
             if submission.folder is not None:
@@ -456,6 +465,9 @@ class Grader:
                 "timeout": self.timeout,
                 "probe_timeout": 60,
                 "fingerprints": self.fingerprints,
+                "names": self.lesson.names,
+                "optional": self.lesson.optional,
+                "exports": str(private / "exports"),
                 "tag": tag,
                 "sandbox": self.sandbox,
                 # the numeric profile (one thread, pinned kernels), as the stored outputs were made:
@@ -464,6 +476,7 @@ class Grader:
             }
             (private / "params.json").write_text(json.dumps(params))
             output, result = "", {"status": "grading failed", "reason": "the grading process did not start"}
+            overran = False
             env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
             key = secrets.token_hex(32)
             try:
@@ -482,6 +495,7 @@ class Grader:
                         f"{grade_worker.KILLED} (exit code {finished.returncode})",
                     ]
             except TimeoutError as error:
+                overran = True
                 output, result = (
                     str(error),
                     {
@@ -490,18 +504,46 @@ class Grader:
                         "flags": [],
                     },
                 )
-        finally:
             leftover = grade_worker.kill_leftovers(tag, children=False)  # what a killed worker could not stop
+            # only now, with the kernel and everything it started gone: the judge, on the latest complete export
+            export = self._export(result, private, flags, latest=overran)
+            judged = self.judges.judge(self.lesson.name, export, [q.qid for q in self.lesson.questions])
+        finally:
+            grade_worker.kill_leftovers(tag, children=False)
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(private, ignore_errors=True)
         with self.lock, open(self.log, "a", encoding="utf-8") as f:
             f.write(f"===== {shown(name)}\n{output.strip()}\n")
         row.update(status=result["status"], reason=result.get("reason", ""))
-        flags += result.get("flags", [])
+        flags += result.get("flags", []) + judged.get("flags", [])
         if leftover:
             flags.append(f"{leftover} process(es) outlived the grading process (killed)")
-        row["_results"], row["_reported"] = result.get("results", []), result.get("reported", {})
+        row["_results"], row["_reported"] = judged.get("results", []), result.get("reported", {})
         return self.finish(row, flags)
+
+    @staticmethod
+    def _export(result: dict, private: Path, flags: list[str], latest: bool = False) -> str | None:
+        """The export folder to judge: the one the worker's (signed) row names, if it is one of this notebook's
+        complete exports and holds exactly the files whose hashes the row gives; with ``latest`` (the worker ran
+        past its time and wrote no row), the latest complete one."""
+        from lesson_utils.classroom.outside import manifest
+
+        named = result.get("export")
+        exports = private / "exports"
+        if isinstance(named, str):
+            folder = Path(named)
+            if folder.parent != exports or not (folder / grade_worker.COMPLETE).is_file():
+                return None
+            if manifest(folder) != result.get("export_hashes"):
+                flags.append("the answers exported for grading changed after the grading process read them (by the "
+                             "notebook?): not graded")  # fmt: skip
+                return None
+            return str(folder)
+        if not latest:
+            return None
+        found = [p for p in exports.iterdir() if p.name.isdigit() and (p / grade_worker.COMPLETE).is_file()]
+        found = [p for p in found if not (p / grade_worker.SETUP_MARK).exists()]
+        return str(max(found, key=lambda p: int(p.name))) if found else None
 
     @staticmethod
     def _verified(signed: dict | None, key: str) -> dict | None:
@@ -561,6 +603,7 @@ class Grader:
 
     # -- the class -------------------------------------------------------------------------------------
     def run(self, resume: bool) -> list[dict]:
+        grade_worker.make_undumpable()  # the keys that sign the workers' rows: no kernel of this user reads them here
         self._start_files(resume)
         self.csv_bytes = self.out.read_bytes()
         compileall.compile_dir(PACKAGE_DIR, quiet=2)  # every .pyc there now; kernels and workers write none
@@ -591,12 +634,16 @@ class Grader:
                     bar.update()
                     bar.set_postfix_str(", ".join(sorted(running))[:60])
 
+        self.judges = Judges(-(-self.jobs // 4), self.log)  # one judge for every 4 slots: judging is short
         try:
+            if todo:
+                self.judges.warm()  # the judges start before any kernel: no notebook ran when they did
             rows += [one(name, True) for name in suspects]
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 rows += list(pool.map(one, others, [self.jobs == 1] * len(others)))
         finally:
             bar.close()
+            self.judges.close()
             give_back_modes(modes)
         for row in rows:  # a notebook may have rewritten someone's feedback: write them all from our own record
             if row.get("student") and row.get("q1") is not None:

@@ -1,31 +1,25 @@
-"""What the grader runs *inside* a student's kernel, after the student's cells.
+"""What the grader runs *inside* a student's kernel besides the export: a scan for tampering, for review.
 
-The grader never trusts what a notebook says about itself (its printed lines, the
-``RESULTS`` that ``check()`` fills in). Instead, after each cell that calls ``check()``
-and once more at the end, it sends this module's source to the kernel as a cell that is
-not stored in the kernel's history, with a call to :func:`probe`. The probe:
+After the set-up cell, after each cell that calls ``check()`` and once more at the end, the
+grader sends :mod:`lesson_utils.classroom.export` and this module's source to the kernel as a cell
+that is not stored in the kernel's history, with a call to :func:`probe`. It:
 
-1. **looks for tampering**: functions or classes written in the notebook that replaced
-   something in the libraries the checkers rely on (``torch.equal = lambda *a: True``,
-   ``builtins.print``, a checker), library functions swapped for others
-   (``torch.equal = torch.allclose``: each is compared with a fingerprint taken in the
-   grader's own process), IPython hooks and input transformers, import hooks, trace
-   functions, threads still running notebook code, ``lesson_utils`` modules loaded from
-   somewhere else;
-2. **grades the final state**: it builds fresh copies of the exercise modules from source
-   text the grader read from its own installation (a replaced checker or a faked
-   ``RESULTS`` entry changes nothing), and evaluates *every* question of the lesson on the
-   notebook's variables as they are now;
-3. **hands the files over**: for a question whose answer is only paths (a checkpoint on
-   disk), it copies those files so the grader can check them again in its own process;
-4. returns all of it as the ``repr`` of plain dicts, lists and strings (built-in C code, not a
-   library function a notebook could replace, such as ``json.dumps``), which the grader reads
-   from the kernel's reply to this very cell (a user expression named by a secret made for
-   this run), not from printed output.
+1. **exports** the values the lesson's questions name (:func:`lesson_utils.classroom.export.export_namespace`)
+   into the hand-over folder the grader made; the grade is computed from them by
+   :mod:`lesson_utils.classroom.judge`, in a process that never ran notebook code;
+2. at the end, **looks for tampering**: functions or classes written in the notebook that replaced
+   something in the libraries (``torch.equal = lambda *a: True``, ``builtins.print``, a checker),
+   library functions swapped for others (``torch.equal = torch.allclose``: each is compared with a
+   fingerprint taken in the grader's own process), IPython hooks and input transformers, import
+   hooks, trace functions, threads still running notebook code, ``lesson_utils`` modules loaded
+   from somewhere else. These are **flags for the teacher, never part of the grade**: code that ran
+   in the kernel before this can hide from the scan or change its result, and the grade does not
+   depend on it;
+3. returns a short report (whether it exported, the flags, what ``check()`` had recorded) as the
+   ``repr`` of plain dicts, read from the kernel's reply to this very cell.
 
-Same-kernel grading has limits: code that runs in the kernel before the probe can in
-principle rewrite anything, the probe included. The README's grading section lists what
-this catches and what it cannot.
+:func:`fresh_questions` (the lesson's questions built from source text in modules of their own) and
+:func:`clean_state` (a torch state as in a fresh process) are used by the judge and the tests.
 
 Example (the fingerprint of a library function, and of its replacement):
     >>> import torch
@@ -311,42 +305,15 @@ def clean_state():
     return stack
 
 
-def copy_answer_files(question, namespace: dict, folder: str, limit: int) -> dict | None:
-    """For a question answered by paths only, copy them into ``folder``; ``{name: copy}`` or None."""
-    import os
-    import shutil
-
-    values = {name: namespace.get(name) for name in question.names}
-    if not all(isinstance(v, (str, os.PathLike)) for v in values.values()):
-        return None
-    copies, total = {}, 0
-    for index, (name, value) in enumerate(values.items()):
-        source = os.fspath(value)
-        target = os.path.join(folder, f"{index}_{os.path.basename(source.rstrip(os.sep)) or 'answer'}")
-        if os.path.isdir(source):
-            total += sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files)
-            if total > limit:
-                return None
-            shutil.copytree(source, target)
-        elif os.path.isfile(source):
-            total += os.path.getsize(source)
-            if total > limit:
-                return None
-            shutil.copyfile(source, target)
-        else:
-            target = source  # nothing there: the grader's own check says so
-        copies[name] = target
-    return copies
-
-
 def probe(params: dict) -> str:
-    """Look for tampering, then grade every question on the notebook's variables; the report, as JSON."""
-    import os
+    """Export the questions' values into ``params["folder"]``, and scan for tampering if ``params["scan"]``;
+    a short report (the repr of a dict: whether it exported, the flags, what check() recorded)."""
     import sys
 
-    report: dict = {"results": [], "flags": [], "reported": {}, "files": {}, "error": None}
+    report: dict = {"exported": False, "flags": [], "reported": {}, "error": None}
     try:
-        report["flags"] = tampering(params["fingerprints"], params["package_dir"])
+        if params.get("scan"):
+            report["flags"] = tampering(params["fingerprints"], params["package_dir"])
         try:
             from IPython import get_ipython
 
@@ -356,18 +323,11 @@ def probe(params: dict) -> str:
         student_core = sys.modules.get("lesson_utils.exercises.core")
         for qid, result in dict(getattr(student_core, "RESULTS", {}) or {}).items():
             report["reported"][str(qid)] = str(getattr(result, "status", result))
-        for question in fresh_questions(params["sources"], params["lesson"]):
-            with clean_state():  # references as in a fresh kernel, not in the notebook's leftover global state
-                result = question.evaluate(namespace)
-            report["results"].append({"question": result.question, "status": result.status, "message": result.message})
-            folder = os.path.join(params["files_dir"], question.qid)
-            try:
-                os.makedirs(folder, exist_ok=True)
-                copies = copy_answer_files(question, namespace, folder, params["copy_limit"])
-            except OSError:
-                copies = None
-            if copies is not None:
-                report["files"][question.qid] = copies
+        exporter = globals().get("export_namespace")
+        if exporter is None:  # imported as a module (tests), not sent as source
+            from lesson_utils.classroom.export import export_namespace as exporter
+        report["summary"] = exporter(namespace, params["names"], params["folder"])
+        report["exported"] = True
     except BaseException as error:  # the probe must always report
         report["error"] = f"{type(error).__name__}: {error}"[:500]
-    return report.__repr__()  # a real dict's own repr: C code all the way down, nothing a notebook can replace
+    return report.__repr__()  # a real dict's own repr: C code all the way down

@@ -1,4 +1,4 @@
-"""Grade one submitted notebook, in a process of its own: ``python -m lesson_utils.classroom.grade_worker PARAMS.json``.
+"""Run one submitted notebook, in a process of its own: ``python -m lesson_utils.classroom.grade_worker PARAMS.json``.
 
 :mod:`lesson_utils.classroom.grade` starts one of these per notebook (``-j N`` of them at once), so a
 notebook that kills its kernel's parent kills only this process. The worker:
@@ -6,17 +6,28 @@ notebook that kills its kernel's parent kills only this process. The worker:
 - starts a fresh kernel in the submission's own working folder, with that folder *not* on
   the import path (``PYTHONSAFEPATH``), optionally inside a bubblewrap sandbox;
 - runs the student's cells under one time limit, remembering which cell is running;
-- after each cell that calls ``check()`` and at the end (also after a time-out, once the
-  kernel is interrupted) sends :mod:`lesson_utils.classroom.grade_probe` as a cell kept out of the
-  kernel's history; the probe's report comes back in the execute reply itself (a
-  ``user_expressions`` entry named by a secret made for this run), never through printed
-  output or files the notebook could write first;
-- checks again, in this process, every answer that is only files (a checkpoint on disk), reading
-  only the copies the probe handed over, never a link or a path elsewhere;
+- after the set-up cell (the first that imports the lesson's exercises), after each cell that
+  calls ``check()`` and at the end (also after a time-out, once the kernel is interrupted) sends
+  :mod:`lesson_utils.classroom.export` (with :mod:`lesson_utils.classroom.grade_probe`'s tampering
+  scan at the end) as a cell kept out of the kernel's history: the kernel writes the values the
+  questions name into a hand-over folder. **Nothing the kernel says is a grade**: its reply (a
+  ``user_expressions`` entry named by a secret made for this run) carries only advisory flags;
+- while the kernel still runs, reads from *outside* it (:mod:`lesson_utils.classroom.outside`) what
+  the judge needs: a copy of the export, the files the answers name (never following a link, only
+  what the kernel's user could read), and which memory is a file's pages (``/proc/<kernel>/maps``);
+  each export so assembled is a folder the kernel cannot write to, marked complete last;
 - stops the kernel and every process it left behind (this process is a child subreaper,
   and the kernel's environment carries a tag that its descendants inherit).
 
-Its row goes back to the grader with :func:`lesson_utils.processes.write_result`.
+Its row goes back to the grader with :func:`lesson_utils.processes.write_result`, naming the latest
+complete export; the grader has it judged (:mod:`lesson_utils.classroom.judge`) once this process
+and the kernel are gone. A row is also written after every export, so that the grader can judge what
+the notebook had done if the notebook kills this process later.
+
+This process cannot be read or attached to by other processes of its user (``PR_SET_DUMPABLE``):
+without ``--sandbox`` the kernel runs as the same user, which would otherwise read the row's signing
+key from this process's memory. A kernel running as root (the grader run as root, without
+``--sandbox``) can still do anything.
 """
 
 from __future__ import annotations
@@ -25,28 +36,42 @@ import asyncio
 import contextlib
 import ctypes
 import hmac
-import importlib
 import inspect
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient.exceptions import DeadKernelError
+# nbformat's schema checks need no IRI syntax: without this, importing jsonschema builds rfc3987_syntax's
+# grammar, about 2.5 s of CPU in every worker (one per notebook); jsonschema goes on without that check
+sys.modules.setdefault("rfc3987_syntax", None)
 
-from lesson_utils.classroom import grade_probe
-from lesson_utils.notebooks import NotebookClient
-from lesson_utils.processes import RESULT_DIR_ENV, write_result
+import nbformat  # noqa: E402
+from nbclient.exceptions import DeadKernelError  # noqa: E402
+
+from lesson_utils.classroom import export, grade_probe, outside  # noqa: E402
+from lesson_utils.notebooks import NotebookClient  # noqa: E402
+from lesson_utils.processes import RESULT_DIR_ENV, write_result  # noqa: E402
 
 TAG_ENV = "LESSON_GRADE_TAG"  # in every kernel's environment, inherited by whatever it starts
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, the course package
+SETUP = re.compile(r"lesson_utils\.exercises")  # the set-up cell imports the lesson's exercises
+COMPLETE = "complete"  # written last in an export folder that the judge may read
+SETUP_MARK = "setup"  # in the export made after the set-up cell: its files are kept, it is not judged
+
+
+def make_undumpable() -> None:
+    """No other process of this user may read this one's memory or attach to it (Linux ``PR_SET_DUMPABLE``)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def become_subreaper() -> None:
@@ -90,8 +115,17 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def kill_leftovers(tag: str, children: bool = True) -> int:
-    """SIGKILL every process carrying ``tag`` (and every child of this process); how many there were."""
+def kill_leftovers(tag: str, children: bool = True, grace: float = 0.0) -> int:
+    """SIGKILL every process carrying ``tag`` (and every child of this process); how many there were.
+
+    ``grace``: seconds to wait first for such processes to end by themselves (a sandbox's bwrap processes
+    exit just after their kernel: on a busy machine, a moment later), checked every 50 ms.
+    """
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not (set(tagged_processes(tag)) | (set(children_of(os.getpid())) if children else set())):
+            return 0
+        time.sleep(0.05)
     killed: set[int] = set()
     for _ in range(20):  # a process may fork while we look: repeat until none is left
         pids = set(tagged_processes(tag)) | (set(children_of(os.getpid())) if children else set())
@@ -113,39 +147,40 @@ def kill_leftovers(tag: str, children: bool = True) -> int:
 
 
 def probe_cell(params: dict, out_name: str) -> str:
-    """The code sent to the kernel: the probe's source and a call that leaves the report in ``out_name``.
+    """The code sent to the kernel: the exporter's and the probe's source, and a call that leaves the probe's
+    short report in ``out_name``.
 
     It names no builtin directly (``exec = ...`` in the notebook would catch such a name): it reaches
-    them through the ``builtins`` module, and runs the probe with that module as its builtins.
+    them through the ``builtins`` module, and runs the code with that module as its builtins.
     """
-    source = inspect.getsource(grade_probe)
+    exporter, probe = inspect.getsource(export), inspect.getsource(grade_probe)
     return (
         "import builtins as _grader_b\n"
         "_grader_x = {'__name__': '__grader__', '__builtins__': _grader_b}\n"
-        f"_grader_b.exec(_grader_b.compile({source!r}, '<grader probe>', 'exec'), _grader_x)\n"
+        f"_grader_b.exec(_grader_b.compile({exporter!r}, '<grader export>', 'exec'), _grader_x)\n"
+        f"_grader_b.exec(_grader_b.compile({probe!r}, '<grader probe>', 'exec'), _grader_x)\n"
         f"{out_name} = _grader_x['probe']({params!r})\n"
         "del _grader_x, _grader_b\n"
     )
 
 
 class Run:
-    """One notebook's run: the kernel, the cell being executed, the latest probe report."""
+    """One notebook's run: the kernel, the cell being executed, the exports assembled so far."""
 
     def __init__(self, params: dict) -> None:
         self.params = params
         self.secret = secrets.token_hex(16)
         self.cell_index: int | None = None
-        self.report: dict | None = None
+        self.report: dict | None = None  # the kernel's latest reply: advisory flags, what check() said
         self.probes = 0
-        self.on_report = lambda: None  # called after each probe that reported
+        self.latest: Path | None = None  # the latest complete export folder
+        self.hashes: dict[str, str] = {}  # its files' hashes, signed with the row
+        self.setup: tuple[Path, dict[str, str], dict[str, str]] | None = None  # the set-up's export, paths, hashes
+        self.notes: list[str] = []  # what the grading process found outside the kernel, for review
+        self.on_report = lambda: None  # called after each export that was assembled
         self.stopped = False  # set at the time limit: no further cell runs
-        exercises = PACKAGE_DIR / "exercises"  # read as text: importing them here would import torch (1-2 s)
-        self.sources = {
-            "i18n": (exercises.parent / "i18n.py").read_text(encoding="utf-8"),
-            "i18n_file": str(exercises.parent / "i18n.py"),
-            "core": (exercises / "core.py").read_text(encoding="utf-8"),
-            "lesson": (exercises / f"{params['lesson']}.py").read_text(encoding="utf-8"),
-        }
+        self.kernel_pid: int | None = None
+        self.exports = Path(params["exports"])
         self.files_dir = Path(tempfile.mkdtemp(prefix="grade-files-"))
         self.notebook = nbformat.read(params["notebook"], as_version=4)
         self.client = NotebookClient(
@@ -175,17 +210,30 @@ class Run:
     def _started(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
         self.cell_index = cell_index
 
-    async def probe(self, timeout: float) -> None:
-        """Send the probe; keep its report (the reply's user_expressions, parsed)."""
+    def _kernel(self) -> int | None:
+        """The kernel's process id, found from the process the kernel manager started (never the kernel's word)."""
+        if self.kernel_pid is None:
+            process = getattr(getattr(self.client.km, "provisioner", None), "process", None)
+            if process is not None:
+                self.kernel_pid = outside.kernel_process(process.pid)
+        return self.kernel_pid
+
+    async def probe(self, timeout: float, scan: bool = False, setup: bool = False) -> None:
+        """Have the kernel export the questions' values (and scan for tampering, if ``scan``), then assemble,
+        from outside it, the folder the judge reads (:func:`lesson_utils.classroom.outside.assemble`)."""
         self.probes += 1
         name = f"_grader_{self.secret}_{secrets.token_hex(8)}"  # a new secret name for each probe
+        handover = self.files_dir / f"{self.probes}-{secrets.token_hex(8)}"
+        handover.mkdir()
+        user = getattr(self.client.km, "user", None)
+        if user is not None:  # the sandboxed kernel's own user id (the grader runs as root)
+            os.chown(handover, user, user)
         params = {
-            "fingerprints": self.params["fingerprints"],
+            "fingerprints": self.params["fingerprints"] if scan else {},
             "package_dir": str(PACKAGE_DIR),
-            "sources": self.sources,
-            "lesson": self.params["lesson"],
-            "files_dir": str(self.files_dir / str(self.probes)),
-            "copy_limit": 500 * 2**20,
+            "scan": scan,
+            "names": sorted({*self.params["names"], *self.params["optional"]}),
+            "folder": str(handover),
         }
         kc = self.client.kc
         msg_id = kc.execute(
@@ -195,31 +243,79 @@ class Run:
             # only the secret name itself: any other name (get_ipython, say) the notebook could have redefined
             user_expressions={"report": name},
         )
+        try:
+            report = await self._reply(kc, msg_id, timeout)
+            if report is None:
+                return
+            self.report = report
+            pid = self._kernel()
+            if not report.get("exported") or pid is None:
+                return
+            target = self.exports / str(self.probes)
+            try:
+                found, hashes = outside.assemble(handover, target, pid, self.params["names"],
+                                                 self.params["optional"], None if setup else self.setup)  # fmt: skip
+            except (OSError, ValueError, UnicodeDecodeError) as error:
+                self.notes.append(f"an export from the kernel could not be read ({type(error).__name__}: {error})")
+                shutil.rmtree(target, ignore_errors=True)
+                return
+            for link in found["links"]:
+                note = f"{link} is a symbolic link, which the grader does not follow"
+                if note not in self.notes:
+                    self.notes.append(note)
+            if found["setup_changed"]:
+                changed = ", ".join(found["setup_changed"][:3])
+                note = (f"the notebook changed the set-up's files after the set-up cell ({changed}): answers are "
+                        "checked against them as the set-up cell wrote them")  # fmt: skip
+                if note not in self.notes:
+                    self.notes.append(note)
+            ledger = outside.Ledger(target)
+            if setup:
+                ledger.write(SETUP_MARK, [b""])
+            ledger.write(COMPLETE, [b""])
+            hashes.update(ledger.hashes)
+            if setup:
+                self.setup = (target, found["paths"], hashes)
+            else:
+                previous, self.latest, self.hashes = self.latest, target, hashes
+                self.on_report()  # the row names the new one first...
+                if previous is not None:
+                    shutil.rmtree(previous, ignore_errors=True)  # ...then the one before goes (a model may be big)
+        finally:
+            shutil.rmtree(handover, ignore_errors=True)
+
+    async def _reply(self, kc: object, msg_id: str, timeout: float) -> dict | None:
+        """The probe's short report from the execute reply's user expression; None if none came."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 msg = await kc.shell_channel.get_msg(timeout=1)
             except Exception:  # queue.Empty: nothing yet
                 if not await self.client.km.is_alive():
-                    return
+                    return None
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue  # e.g. the reply to a cell interrupted by the time limit
             expression = msg["content"].get("user_expressions", {}).get("report", {})
-            if expression.get("status") == "ok":
-                text = expression["data"]["text/plain"]
-                report = _literal(_literal(text))  # the repr of the probe's repr of plain containers
-                report["probe"] = self.probes
-                self.report = report
-                self.on_report()
-            return
+            if expression.get("status") != "ok":
+                return None
+            try:
+                report = _literal(_literal(expression["data"]["text/plain"]))  # the repr of the probe's repr
+            except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+                return None
+            return advisory(report)
+        return None
 
     async def cells(self) -> None:
         for index, cell in enumerate(self.notebook.cells):
             if self.stopped:
                 return
             await self.client.async_execute_cell(cell, index, execution_count=self.client.code_cells_executed + 1)
-            if cell.cell_type == "code" and ".check(" in cell.source and not self.stopped:
+            if cell.cell_type != "code" or self.stopped:
+                continue
+            if self.setup is None and self.probes == 0 and SETUP.search(cell.source):
+                await self.probe(timeout=self.params["probe_timeout"], setup=True)
+            if ".check(" in cell.source:
                 await self.probe(timeout=self.params["probe_timeout"])
 
     async def run(self) -> dict:
@@ -246,12 +342,12 @@ class Run:
                     done, _ = await asyncio.wait({cells}, timeout=10)
                     if cells not in done:  # it ignores interrupts: the kernel stays busy, no probe can run
                         cells.cancel()
-                        row["reason"] += "; it ignored the interrupt, so the last report before it counts"
+                        row["reason"] += "; it ignored the interrupt, so the last export before it counts"
                     with contextlib.suppress(BaseException):
                         await cells
                     if cells.cancelled():
                         return self._with_errors(row)
-                await self.probe(timeout=self.params["probe_timeout"])
+                await self.probe(timeout=self.params["probe_timeout"], scan=True)
         except DeadKernelError:
             row.update(status=f"crashed in cell {self._cell_number()}", cell=self._cell_number())
             row["reason"] = f"the kernel died in cell {self._cell_number()}{self._cell_text()}"
@@ -273,6 +369,19 @@ class Run:
         return f": `{first[0][:80]}`" if first else ""
 
 
+def advisory(report: object) -> dict | None:
+    """The kernel's report, kept to what it may say (all of it advisory: a flag, what check() printed)."""
+    if not isinstance(report, dict):
+        return None
+    flags, reported = report.get("flags"), report.get("reported")
+    return {
+        "exported": report.get("exported") is True,
+        "flags": [str(f)[:500] for f in flags][:50] if isinstance(flags, list) else [],
+        "reported": {str(k): str(v) for k, v in reported.items()} if isinstance(reported, dict) else {},
+        "error": str(report["error"])[:500] if report.get("error") else None,
+    }
+
+
 def _literal(text: str) -> object:
     """The value a repr of plain Python values stands for (never evaluates code)."""
     import ast
@@ -289,69 +398,16 @@ def cell_errors(notebook: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def handed_over(path: str, files_dir: str) -> bool:
-    """Whether ``path`` is a regular file or folder in the hand-over folder, with no link on the way or inside.
-
-    The kernel names these paths, and this process may run as root: a path elsewhere, or a link, could make
-    it read a file the student cannot (or a pipe that never ends), so such a path is never opened.
-    """
-    real = os.path.realpath(path)
-    if os.path.abspath(path) != real or not real.startswith(os.path.realpath(files_dir) + os.sep):
-        return False
-    if not os.path.isdir(real):
-        return os.path.isfile(real)
-    for root, dirs, files in os.walk(real):
-        for name in dirs + files:
-            mode = os.lstat(os.path.join(root, name)).st_mode
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                return False
-    return True
-
-
-def recheck_files(lesson: str, report: dict, files_dir: str) -> list[str]:
-    """Grade each files-only answer again in this process; fix the results, and say where the kernel disagreed.
-
-    Only copies the probe made in ``files_dir`` are read: any other file the kernel names counts as no file.
-    """
-    if not report.get("files"):
-        return []
-    module = importlib.import_module(f"lesson_utils.exercises.{lesson}")
-    questions = {q.qid: q for q in vars(module).values() if hasattr(q, "qid") and hasattr(q, "evaluate")}
-    notes = []
-    for result in report.get("results", []):
-        copies = report.get("files", {}).get(result["question"])
-        question = questions.get(result["question"])
-        if copies is None or question is None:
-            continue
-        # a value with nothing at it is read as it is (a choice's letter, a file the kernel did not find)
-        refused = [
-            name
-            for name, path in copies.items()
-            if not isinstance(path, str) or (os.path.lexists(path) and not handed_over(path, files_dir))
-        ]
-        if refused:
-            notes.append(f"{result['question']}: the kernel named files outside its copies, or links: not read")
-        missing = os.path.join(files_dir, "not-handed-over")  # nothing there: the check says "no file"
-        copies = {name: os.path.join(missing, name) if name in refused else path for name, path in copies.items()}
-        ours = question.evaluate(copies)
-        if ours.status != result["status"]:
-            notes.append(
-                f"{result['question']}: the kernel's check said {result['status']}, the grader's own check of the "
-                f"file says {ours.status}"
-            )
-            result.update(status=ours.status, message=ours.message)
-    return notes
-
-
 def finished_row(row: dict, run: Run, leftover: int = 0) -> dict:
-    """The row as the grader gets it: status, reason, results, and what needs a teacher's look."""
+    """The row as the grader gets it: status, reason, the latest complete export, and what needs a teacher's look."""
     report = run.report or {}
-    row = {**row, "results": report.get("results", []), "reported": report.get("reported", {})}
-    row["flags"] = list(report.get("flags", []))
+    row = {**row, "export": str(run.latest) if run.latest else None, "export_hashes": run.hashes}
+    row["reported"] = report.get("reported", {})
+    row["flags"] = [str(flag) for flag in report.get("flags", [])] + run.notes
     if report.get("error"):
-        row["flags"].append(f"the grading probe failed in the kernel: {report['error']}")
-    if run.report is None and row["status"] == "graded":
-        row["flags"].append("no grading result came back from the kernel")
+        row["flags"].append(f"the grader's export failed in the kernel: {report['error']}")
+    if run.latest is None and row["status"] == "graded":
+        row["flags"].append("no answers came out of the kernel (no export)")
     if leftover:
         row["flags"].append(f"left {leftover} process(es) running after the notebook (killed)")
     if row["status"] == "grading failed":
@@ -368,10 +424,11 @@ def signed(row: dict, key: str) -> dict:
 def main(argv: list[str]) -> None:
     params = json.loads(Path(argv[0]).read_text())
     key = sys.stdin.readline().strip()  # from the grader, on stdin: not in any file, command line or environment
+    make_undumpable()  # before any kernel starts: none can read the key from this process's memory
     become_subreaper()
     run = Run(params)
 
-    def report_so_far() -> None:  # after each probe: if the notebook kills this process, the grader still has it
+    def report_so_far() -> None:  # after each export: if the notebook kills this process, the grader still has it
         write_result(signed(finished_row({"status": "grader stopped", "reason": KILLED}, run), key), "row")
 
     run.on_report = report_so_far
@@ -383,11 +440,13 @@ def main(argv: list[str]) -> None:
         traceback.print_exc()
         row = {"status": "grading failed", "reason": f"{type(error).__name__}: {error}"[:500]}
     finally:
-        leftover = kill_leftovers(params["tag"])
+        leftover = kill_leftovers(params["tag"], grace=2.0)
     row = finished_row(row, run, leftover)
-    row["flags"] += recheck_files(params["lesson"], run.report, str(run.files_dir)) if run.report else []
     shutil.rmtree(run.files_dir, ignore_errors=True)
     write_result(signed(row, key), name="row")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # done: no interpreter teardown (the kernel's sockets and loops, a second or so)
 
 
 KILLED = "the grading process was killed while this notebook ran (by the notebook?)"

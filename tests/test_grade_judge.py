@@ -1,0 +1,142 @@
+"""The judge on its own: what it rebuilds from an export, what it refuses to run, and the rows it gives for
+exports that are missing, malformed, hold a value it cannot carry, or take too long to check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+import torch
+
+from lesson_utils.classroom.export import export_namespace
+from lesson_utils.classroom.judge import NO_EXPORT, Rebuilt, judge
+from lesson_utils.exercises.core import Incorrect, Question
+
+
+def exported(tmp_path, namespace: dict) -> Rebuilt:
+    folder = tmp_path / "export"
+    folder.mkdir(exist_ok=True)
+    export_namespace(namespace, list(namespace), str(folder))
+    return Rebuilt(folder)
+
+
+def test_identity_sharing_and_state_survive_the_export(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    net[2].weight = torch.nn.Parameter(net[0].weight.t().contiguous())  # its own tensor...
+    tied = torch.nn.Embedding(3, 4)
+    head = torch.nn.Linear(4, 3, bias=False)
+    head.weight = tied.weight  # ...and a tied one
+    net[0].weight.requires_grad_(False)
+    net[1].eval()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    net(torch.randn(2, 3)).sum().backward()
+    optimizer.step()
+    rebuilt = exported(tmp_path, {"net": net, "optimizer": optimizer, "tied": tied, "head": head,
+                                  "view": net[2].bias[1:], "copy": net[2].bias.clone()})  # fmt: skip
+    model, opt = rebuilt.value("net"), rebuilt.value("optimizer")
+    assert type(model) is torch.nn.Sequential and type(model[0]) is torch.nn.Linear and model[0].in_features == 3
+    assert {k: v.tolist() for k, v in model.state_dict().items()} == {
+        k: v.tolist() for k, v in net.state_dict().items()
+    }
+    assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+    assert model.training and not model[1].training
+    assert type(opt) is torch.optim.SGD and opt.param_groups[0]["nesterov"] is True
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in model.parameters()], "the model's own"
+    assert torch.equal(opt.state[model[2].bias]["momentum_buffer"], optimizer.state[net[2].bias]["momentum_buffer"])
+    assert rebuilt.value("head").weight is rebuilt.value("tied").weight
+    view, copy = rebuilt.value("view"), rebuilt.value("copy")
+    assert view.untyped_storage().data_ptr() == model[2].bias.untyped_storage().data_ptr()
+    assert copy.untyped_storage().data_ptr() != model[2].bias.untyped_storage().data_ptr()
+
+
+def test_classes_and_functions_named_as_values_never_run(tmp_path):
+    class Config:  # the notebook's own class
+        pass
+
+    Config.__module__ = "__main__"
+
+    config = Config()
+    config.lr = 0.1
+    rebuilt = exported(
+        tmp_path, {"allowed": [torch.nn.Linear, exec, Config], "config": config, "linear": torch.nn.Linear(1, 1)}
+    )
+    linear_class, exec_value, config_class = rebuilt.value("allowed")
+    assert linear_class is not torch.nn.Linear and linear_class.__qualname__ == "Linear", "a stand-in, named alike"
+    assert type(rebuilt.value("linear")) is torch.nn.Linear, "an object's class is the library's own"
+    with pytest.raises(RuntimeError, match="the grader does not run it"):
+        exec_value("open('/tmp/pwned', 'w')")
+    assert f"{exec_value.__module__}.{exec_value.__qualname__}" == "builtins.exec"
+    assert type(rebuilt.value("config")) is config_class and vars(rebuilt.value("config")) == {"lr": 0.1}
+
+
+def test_unpickling_in_the_judge_creates_only_what_checkpoints_need(tmp_path):
+    marker = tmp_path / "ran"
+    script = textwrap.dedent(f"""
+        import os, pickle, torch, io
+        from lesson_utils.classroom.judge import restrict_pickle
+        restrict_pickle()
+        buffer = io.BytesIO()
+        torch.save({{"w": torch.ones(2), "lr": 0.1}}, buffer)
+        buffer.seek(0)
+        assert torch.load(buffer, weights_only=False)["lr"] == 0.1  # what DCP's byte entries hold still loads
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+        try:
+            pickle.loads(pickle.dumps(Payload()))
+        except pickle.UnpicklingError as error:
+            print("refused:", error)
+    """)
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "refused: the grader's judge does not unpickle posix.system" in ran.stdout
+    assert not marker.exists()
+
+
+@pytest.fixture
+def lesson99(monkeypatch):
+    """A lesson of one question whose checker says `answer` is right when it is 42 (and may take its time)."""
+
+    def checker(answer, delay=0):
+        import time
+
+        time.sleep(delay or 0)
+        if answer != 42:
+            raise Incorrect("not 42")
+        return "42"
+
+    module = types.ModuleType("lesson_utils.exercises.lesson99")
+    module.q1 = Question("lesson99.q1", "Set answer to 42.", checker, names=["answer"], optional=["delay"], hint="")
+    monkeypatch.setitem(sys.modules, "lesson_utils.exercises.lesson99", module)
+    return module
+
+
+def test_rows_for_missing_malformed_unsupported_and_slow_answers(tmp_path, lesson99):
+    def judged(namespace: dict | None, limit: float = 60) -> tuple[str, str, list]:
+        folder = tmp_path / f"export-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        if namespace is not None:
+            export_namespace(namespace, list(namespace), str(folder))
+        found = judge("lesson99", folder, limit)
+        return found["results"][0]["status"], found["results"][0]["message"], found["flags"]
+
+    assert judged({"answer": 42})[0] == "correct"
+    assert judged({"answer": 41})[:2] == ("incorrect", "not 42")
+    assert judged(None)[:2] == ("not attempted", NO_EXPORT)
+    status, message, _flags = judged({"answer": iter([42])})
+    assert (
+        status == "incorrect" and "builtins.list_iterator" in message and "cannot take out of the notebook" in message
+    )
+    status, message, _flags = judged({"answer": 42, "delay": 5}, limit=0.5)
+    assert status == "incorrect" and "longer than 0.5 s" in message
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "export.json").write_text(json.dumps({"format": 1, "names": {"answer": {"$": "ref", "id": 7}},
+                                                    "objects": [], "storages": []}))  # fmt: skip
+    found = judge("lesson99", broken)
+    assert found["results"][0]["status"] == "incorrect" and "malformed" in found["flags"][0], found
