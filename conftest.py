@@ -3,6 +3,7 @@ numeric profile every kernel computes under, and the order `make test` hands fil
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from datetime import datetime
@@ -77,6 +78,31 @@ def estimated_seconds(name: str, tests: list) -> float:
             start, end = (datetime.fromisoformat(timing[k]) for k in ("iopub.execute_input", "shell.execute_reply"))
             seconds += (end - start).total_seconds()
     return seconds
+
+
+# Graders share the machine: the course package (lesson_utils/) and the files Python and Jupyter run at
+# start. A notebook one grader runs may change them (tests/test_grade.py plants a .pyc and a .pth on
+# purpose); another grader running at that moment sees the change and flags its own notebook. Tests
+# marked `grader` hold a shared lock while they run, those marked `grader(changes_shared_files=True)`
+# hold it alone, so xdist's other worker never grades while a planted file is there. A turnstile lock
+# keeps a stream of shared holders from starving the one that waits to hold it alone.
+GRADER_LOCKS = ROOT / "build" / "test-locks"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    marker = item.get_closest_marker("grader")
+    if marker is None:
+        yield
+        return
+    GRADER_LOCKS.mkdir(parents=True, exist_ok=True)
+    alone = marker.kwargs.get("changes_shared_files", False)
+    with open(GRADER_LOCKS / "turnstile", "a") as turnstile, open(GRADER_LOCKS / "graders", "a") as graders:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(graders, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield  # setup (module fixtures that grade too), call and teardown
 
 
 def pytest_report_header(config) -> list[str]:

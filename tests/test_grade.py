@@ -13,7 +13,7 @@ import pytest
 
 from lesson_utils.classroom.grade import classify, grade_folder
 
-pytestmark = pytest.mark.slow  # starts kernels and processes: left out of `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.grader]  # starts kernels and processes: left out of `make check`
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "notebooks" / "exercises" / "solutions" / "01_weights_solutions.ipynb"
@@ -421,6 +421,7 @@ def test_classify_before_running():
     assert classify(empty_nb, "a.ipynb")[0] == "no code"
 
 
+@pytest.mark.grader(changes_shared_files=True)  # SHARED_ATTACKS plant a .pyc in lesson_utils/ and a .pth
 def test_a_notebook_that_kills_the_grader_is_not_run_a_third_time(tmp_path):
     """The kernel finds the grader's own process and kills it: the rows written so far stay, and
     --resume goes on; after two such stops that notebook is marked instead of run again. The

@@ -23,7 +23,7 @@ import pytest
 from lesson_utils.classroom.grade import grade_folder
 from lesson_utils.classroom.sandbox import check_available
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grader]
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"01": "01_weights", "02": "02_whole_model", "03": "03_checkpoints", "04": "04_warm_start",

@@ -17,7 +17,7 @@ import pytest
 from lesson_utils.classroom.grade import grade_folder
 from lesson_utils.classroom.sandbox import check_available
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.grader]
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "notebooks" / "exercises" / "solutions" / "01_weights_solutions.ipynb"

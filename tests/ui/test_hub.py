@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 PROXY = ROOT / "build" / "hub-proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 MEMORY = "3G"  # per student, as the test starts the hub
-pytestmark = pytest.mark.slow  # a hub, servers, kernels, a browser and the grader: left out of `make check`
+# a hub, servers, kernels, a browser and the grader: left out of `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.grader]
 
 
 def require(what: str, present: bool, how: str) -> None:
