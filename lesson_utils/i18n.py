@@ -64,12 +64,34 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's name for "translate later
     return message
 
 
-def _choose(language: str) -> str:
-    global _translation, _language
+def translator(language: str) -> object:
+    """The ``_`` of ``language``, without choosing it for this process: for text written for someone else
+    (the grader writes each student's feedback in the language of the student's notebook).
+
+    >>> hint = "Hint for {qid}: {hint}"
+    >>> translator("zh")(hint) != hint, translator("en")(hint) == hint, language()
+    (True, True, 'en')
+    """
+    return _catalogs(_code(language)).gettext
+
+
+def _code(language: str) -> str:
     code = ALIASES.get(language, language)
     if code not in LANGUAGES:
         choices = ", ".join(f"{key!r} ({name})" for key, name in LANGUAGES.items())
         raise ValueError(f"unknown language {language!r}: choose one of {choices}")
+    return code
+
+
+def _choose(language: str) -> str:
+    global _translation, _language
+    code = _code(language)
+    _translation, _language = _catalogs(code), code
+    os.environ["LESSON_LANGUAGE"] = code
+    return code
+
+
+def _catalogs(code: str) -> gettext.NullTranslations:
     translation = gettext.NullTranslations()
     if code != "en":
         try:
@@ -82,9 +104,7 @@ def _choose(language: str) -> str:
         translation = found[0]
         for other in found[1:]:
             translation.add_fallback(other)
-    _translation, _language = translation, code
-    os.environ["LESSON_LANGUAGE"] = code
-    return code
+    return translation
 
 
 def display_width(text: str) -> int:

@@ -333,3 +333,42 @@ def test_no_explanation_is_cut_short() -> None:
         zh = [c.source for c in nbformat.read(chinese, as_version=4).cells if c.cell_type == "markdown"]
         short += [f"{chinese.name}: {b[:40]!r}" for a, b in zip(en, zh, strict=False) if len(b) < len(a) / 5]
     assert not short, f"markdown cells much shorter than their English: {short}"
+
+
+HALF_WIDTH_BESIDE_CHINESE = re.compile(r"[\u4e00-\u9fff][,;:?!](?=\s|$)|[\w)`}][,;](?= ?[\u4e00-\u9fff])")
+
+
+def half_width_punctuation(text: str) -> list[str]:
+    """Places where Chinese text uses the half-width comma, semicolon, colon, ... instead of ，；：
+    (a Chinese teacher's text, and what the notebooks print, use the full-width forms)."""
+    return [text[max(0, m.start() - 12) : m.end() + 12] for m in HALF_WIDTH_BESIDE_CHINESE.finditer(text)]
+
+
+def test_the_punctuation_check_finds_a_half_width_comma() -> None:
+    assert half_width_punctuation('print(f"{kind}, 在第 {n} 个批次后停下")') != []
+    assert half_width_punctuation("在第 3 个批次后停下：恢复后逐位一致 = True") == []
+    assert half_width_punctuation("torch.save(obj, f)  # 保存") == []
+
+
+@pytest.mark.parametrize("chinese", CHINESE, ids=lambda p: str(p.relative_to(ZH)))
+def test_chinese_text_uses_full_width_punctuation(chinese: Path) -> None:
+    notebook = nbformat.read(chinese, as_version=4)
+    found = []
+    for cell in notebook.cells:
+        texts = [cell.source] + [
+            output.get("text", "") if isinstance(output.get("text", ""), str) else "".join(output["text"])
+            for output in cell.get("outputs", [])
+        ]
+        for text in texts:
+            found += half_width_punctuation(text)
+    assert found == [], found
+
+
+def test_chinese_messages_use_full_width_punctuation() -> None:
+    from babel.messages.pofile import read_po
+
+    found = []
+    for po in sorted((ROOT / "lesson_utils" / "locale" / "zh_CN" / "LC_MESSAGES").glob("*.po")):
+        with open(po, "rb") as f:
+            found += [hit for message in read_po(f) if message.id for hit in half_width_punctuation(message.string)]
+    assert found == [], found

@@ -302,6 +302,7 @@ def test_honest_work_is_all_correct_and_forgeries_earn_only_their_work(tmp_path,
     for name in ("honest_en", "honest_zh"):
         row = table[name]
         assert (row["status"], row["points"], row["needs review"]) == ("graded", row["max points"], ""), row
+        assert row["language"] == {"honest_en": "en", "honest_zh": "zh_CN"}[name], "the feedback's language"
     for name, (_sources, statuses, flag) in attacks.items():
         row = table[name]
         for question, status in statuses.items():

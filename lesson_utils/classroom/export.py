@@ -21,7 +21,8 @@ as :mod:`lesson_utils.exercises.initialisation` recorded it), ``optimizer`` (cla
 defaults, every parameter group with its parameters as tensor references, the state of each
 parameter), ``dict``/``list``/``tuple``/``set`` (with their class, a named tuple's fields),
 ``path``, ``class`` and ``function`` (by module and qualified name, never their code),
-``method`` (``model.eval`` without its ``()``), ``object`` (a dataclass's or a notebook class's
+``method`` (``model.eval`` without its ``()``), a torchdata ``StatefulDataLoader`` as the dict of its
+``state_dict()`` (lesson 09's checker reads a loader's state), ``object`` (a dataclass's or a notebook class's
 attributes), ``dtype``, ``device``, ``complex``, ``bytes``; anything else is ``unsupported``
 with its type's name, which the judge reports as such.
 
@@ -117,6 +118,7 @@ class Exporter:
         import dataclasses
         import os
         import pathlib
+        import sys
         import types
 
         torch = _torch()
@@ -168,6 +170,9 @@ class Exporter:
             return self._add(value, {"kind": "dtype", "name": str(value).removeprefix("torch.")})
         if torch is not None and isinstance(value, torch.device):
             return self._add(value, {"kind": "device", "name": str(value)})
+        loaders = getattr(sys.modules.get("torchdata.stateful_dataloader"), "StatefulDataLoader", None)
+        if loaders is not None and isinstance(value, loaders):  # lesson 09: a loader is judged by its state
+            return self._entry(loaders.state_dict(value), depth)
         if (dataclasses.is_dataclass(value) or kind.__module__ == "__main__") and hasattr(value, "__dict__"):
             index = self._add(value, {"kind": "object", "class": None, "attrs": None})
             self.objects[index]["class"] = self.node(kind, depth + 1)

@@ -51,15 +51,28 @@ from pathlib import Path
 import nbformat
 from tqdm.auto import tqdm
 
+from lesson_utils import i18n
 from lesson_utils.classroom import grade_probe, grade_worker
 from lesson_utils.classroom.judge import Judges
+from lesson_utils.i18n import N_
 from lesson_utils.numerics import numeric_environment
 from lesson_utils.processes import run
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, the course package
 LESSON_IMPORT = re.compile(r"lesson_utils\.exercises(?:\s+import\s+|\.)(lesson\d\d)\b")
-FIXED_COLUMNS = ["file", "student", "lesson", "status", "reason", "points", "max points", "percent", "needs review"]
+FIXED_COLUMNS = ["file", "student", "lesson", "language", "status", "reason", "points", "max points", "percent",
+                 "needs review"]  # fmt: skip
 NOT_GRADED = ("empty file", "not a notebook", "symbolic link", "no code", "wrong lesson", "stopped the grader")
+# the statuses a feedback file names, marked for the catalogs: a Chinese notebook's feedback is in Chinese
+STATUSES = (N_("graded"), N_("ran with errors"), N_("timed out"), N_("grading failed"), N_("grader stopped"),
+            N_("not json"), N_("empty file"), N_("not a notebook"), N_("symbolic link"), N_("no code"),
+            N_("wrong lesson"), N_("stopped the grader"), N_("correct"), N_("incorrect"), N_("not attempted"),
+            N_("not graded"), N_("no result"))  # fmt: skip
+POINTS = N_("**{points} of {total} points** ({percent}%).")
+STATUS = N_("Status: {status}.")
+QUESTION = N_("{question}: {status} ({points} of {total})")
+HINT = N_("Hint: {hint}")
+SAID_CORRECT = N_(" (check() had said correct; the final state is {status})")
 
 
 def classify(data: bytes, name: str, lesson: str | None = None) -> tuple[str, str, str | None]:
@@ -514,7 +527,7 @@ class Grader:
             shutil.rmtree(private, ignore_errors=True)
         with self.lock, open(self.log, "a", encoding="utf-8") as f:
             f.write(f"===== {shown(name)}\n{output.strip()}\n")
-        row.update(status=result["status"], reason=result.get("reason", ""))
+        row.update(status=result["status"], reason=result.get("reason", ""), language=judged.get("language", ""))
         flags += result.get("flags", []) + judged.get("flags", [])
         if leftover:
             flags.append(f"{leftover} process(es) outlived the grading process (killed)")
@@ -595,7 +608,10 @@ class Grader:
             earned += points
             row[short], row[f"{short} points"], row[f"{short} message"] = result["status"], points, result["message"]
             if reported.get(q.qid) == "correct" and result["status"] != "correct":
-                row[f"{short} message"] += f" (check() had said correct; the final state is {result['status']})"
+                t = i18n.translator(row.get("language") or "en")
+                row[f"{short} message"] += t(SAID_CORRECT).format(
+                    status=t(result["status"])
+                )
         row.update({"points": earned, "max points": total, "percent": round(100 * earned / total, 1) if total else 0})
         row["needs review"] = "; ".join(([row["needs review"]] if row.get("needs review") else []) + flags)
         self.write_row(row, flags)
@@ -653,21 +669,30 @@ class Grader:
 
 
 def write_feedback(path: Path, row: dict, lesson: Lesson) -> None:
-    """A student's feedback: the status, then each question's result, the checker's message and a hint."""
+    """A student's feedback: the status, then each question's result, the checker's message and a hint; in
+    the language the notebook chose with ``set_language`` (the row's ``language``), English if none."""
+    t = i18n.translator(row.get("language") or "en")
+    status = t(STATUS).format(status=t(row["status"]))
     lines = [
         f"# {row['student']}: {lesson.name}",
         "",
-        f"**{row['points']} of {row['max points']} points** "
-        f"({row['percent']}%). Status: {row['status']}." + (f" {row['reason']}" if row.get("reason") else ""),
+        t(POINTS).format(
+            points=row["points"], total=row["max points"], percent=row["percent"]
+        )
+        + f" {status}"
+        + (f" {row['reason']}" if row.get("reason") else ""),
         "",
     ]
     for q in lesson.questions:
         short = lesson.short(q.qid)
-        lines += [f"## {short}: {row[short]} ({row[f'{short} points']} of {lesson.points[q.qid]})", ""]
+        heading = t(QUESTION).format(
+            question=short, status=t(row[short]), points=row[f"{short} points"], total=lesson.points[q.qid]
+        )
+        lines += [f"## {heading}", ""]
         if row[f"{short} message"]:
             lines += [row[f"{short} message"], ""]
         if row[short] != "correct":
-            lines += [f"Hint: {q._hint}", ""]
+            lines += [t(HINT).format(hint=t(q._hint)), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 

@@ -844,7 +844,7 @@ def judge(lesson: str, folder: str | os.PathLike, limit: float = 60.0, only: lis
         return everyone(INCORRECT, f"the grader could not read the notebook's answers ({error})")
     language = rebuilt.document.get("language")
     before = (i18n.language(), os.getcwd(), torch.serialization.get_safe_globals())
-    i18n._choose(language if language in i18n.LANGUAGES else "en")
+    language = i18n._choose(language if language in i18n.LANGUAGES else "en")
     kernel_cwd = rebuilt.document.get("cwd")
     results = []
     try:
@@ -869,7 +869,7 @@ def judge(lesson: str, folder: str | os.PathLike, limit: float = 60.0, only: lis
     if files_root is not None:  # the kernel's paths in the messages, not the copies'
         for result in results:
             result["message"] = result["message"].replace(files_root, "")
-    return {"results": results, "flags": flags}
+    return {"results": results, "flags": flags, "language": language}
 
 
 def _evaluate(question: object, rebuilt: Rebuilt, safe: list, limit: float, clean_state: object, flags: list) -> dict:
@@ -877,27 +877,30 @@ def _evaluate(question: object, rebuilt: Rebuilt, safe: list, limit: float, clea
     import torch
 
     from lesson_utils.exercises.core import INCORRECT
+    from lesson_utils.i18n import _  # the notebook's language, chosen by judge()
 
     paths, found = rebuilt.outside.get("paths") or {}, rebuilt.outside.get("files") or {}
     for name in question.names:
         what = found.get(paths.get(name)) if isinstance(paths.get(name), str) else None
         if isinstance(what, dict) and what.get("kind") == "link":
-            message = (
-                f"`{name}` leads through a symbolic link ({what.get('at')}), which the grader does not follow: "
+            message = _(
+                "`{name}` leads through a symbolic link ({at}), which the grader does not follow: "
                 "write the file itself where the question asks"
-            )
+            ).format(name=name, at=what.get("at"))
             return {"question": question.qid, "status": INCORRECT, "message": message}
         kind = rebuilt.unsupported(name)
         if kind is not None:
-            message = (
-                f"`{name}` is a {kind}, which the grader cannot take out of the notebook to check: keep the "
+            message = _(
+                "`{name}` is a {kind}, which the grader cannot take out of the notebook to check: keep the "
                 "question's kind of value (a model, an optimizer, a dict of tensors, a path...)"
-            )
+            ).format(name=name, kind=kind)
             return {"question": question.qid, "status": INCORRECT, "message": message}
     try:
         namespace = {name: rebuilt.value(name) for name in [*question.names, *question.optional]}
     except (ExportError, TypeError, ValueError, RuntimeError) as error:
-        message = f"the grader could not rebuild the notebook's answer: {type(error).__name__}: {error}"[:500]
+        message = _("the grader could not rebuild the notebook's answer: {error}").format(
+            error=f"{type(error).__name__}: {error}"
+        )[:500]
         if isinstance(error, ExportError) and f"the kernel's export is malformed: {error}" not in flags:
             flags.append(f"the kernel's export is malformed: {error}")
         return {"question": question.qid, "status": INCORRECT, "message": message}
@@ -911,13 +914,14 @@ def _evaluate(question: object, rebuilt: Rebuilt, safe: list, limit: float, clea
             result = question.evaluate(namespace)
         return {"question": result.question, "status": result.status, "message": result.message}
     except TimeLimit:
-        message = f"the check took longer than {limit:g} s (the grader's limit per question)"
+        message = _("the check took longer than {seconds} s (the grader's limit per question)")
+        message = message.format(seconds=f"{limit:g}")
         return {"question": question.qid, "status": INCORRECT, "message": message}
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:  # evaluate() catches Exception; some libraries raise BaseException (DCP does)
         first = (str(error).strip().splitlines() or [""])[0]
-        message = f"checking your answer raised {type(error).__name__}: {first}"[:500]
+        message = _("checking your answer raised {error}").format(error=f"{type(error).__name__}: {first}")[:500]
         return {"question": question.qid, "status": INCORRECT, "message": message}
     finally:
         torch.serialization.clear_safe_globals()

@@ -413,7 +413,7 @@ TEXTS = {
         "was_read": "embed.weight [32000, 512] 存放在",
         "stop_resume": "停下再恢复",
         "stop_waiting": "恢复后逐位一致",
-        "stopped": "StatefulFlips, 在第",
+        "stopped": "StatefulFlips，在第",
         "identical": "恢复后逐位一致 = True",
     },
 }

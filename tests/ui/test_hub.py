@@ -78,7 +78,7 @@ EXERCISE = {ADA: "lessons/notebooks/exercises/01_weights.ipynb", LI: "lessons/no
 ANSWER = {ADA: 'q3_answer = "b"', LI: 'q3_answer = "a"'}  # b is right: the parameters and the buffers
 CHECKED = {ADA: "lesson01.q3: CORRECT", LI: "lesson01.q3：不正确"}  # what check() prints, in each edition
 IDLE = {ADA: "Idle", LI: "空闲"}  # the kernel's state in JupyterLab's status bar
-FEEDBACK = {ADA: "## q3: correct (1 of 1)", LI: "## q3: incorrect (0 of 1)"}  # the grader's feedback file
+FEEDBACK = {ADA: "## q3: correct (1 of 1)", LI: "## q3：不正确（0 / 1 分）"}  # the feedback file, in their language
 
 
 def descendants(pid: int) -> set[int]:

@@ -1,0 +1,48 @@
+"""The feedback file a student gets back is in the language of their notebook (the judge reports the
+language the notebook chose with ``set_language``; the grader keeps it in the CSV's ``language``)."""
+
+from pathlib import Path
+
+import pytest
+
+from lesson_utils import i18n
+from lesson_utils.classroom.grade import FIXED_COLUMNS, Lesson, write_feedback
+
+
+def row_for(lesson: Lesson, language: str) -> dict:
+    row = {"student": "li", "language": language, "status": "graded", "reason": "", "points": 1, "max points": 5,
+           "percent": 20.0}  # fmt: skip
+    for index, q in enumerate(lesson.questions):
+        short = lesson.short(q.qid)
+        right = index == 0
+        row[short], row[f"{short} points"] = ("correct", lesson.points[q.qid]) if right else ("incorrect", 0)
+        row[f"{short} message"] = "" if right else "the checker's message"
+    return row
+
+
+@pytest.mark.parametrize("language", ["", "en"])
+def test_english_feedback(tmp_path: Path, language: str):
+    lesson = Lesson("lesson01")
+    write_feedback(tmp_path / "li.md", row_for(lesson, language), lesson)
+    text = (tmp_path / "li.md").read_text(encoding="utf-8")
+    assert "**1 of 5 points** (20.0%). Status: graded." in text
+    assert "## q1: correct (" in text and "## q2: incorrect (0 of " in text
+    assert f"Hint: {lesson.questions[1]._hint}" in text
+
+
+def test_chinese_feedback_has_no_english_of_the_grader(tmp_path: Path):
+    lesson = Lesson("lesson01")
+    write_feedback(tmp_path / "li.md", row_for(lesson, "zh_CN"), lesson)
+    text = (tmp_path / "li.md").read_text(encoding="utf-8")
+    zh = i18n.translator("zh_CN")
+    assert "**得分 1 / 5**（20.0%）。 状态：已评分。" in text
+    assert "## q1：正确（" in text and "## q2：不正确（0 / " in text
+    hint = zh(lesson.questions[1]._hint)
+    assert hint != lesson.questions[1]._hint and f"提示：{hint}" in text
+    for english in ("points", "Status", "Hint", "correct"):
+        assert english not in text, english
+    assert i18n.language() == "en", "writing it chose no language for the grading process"
+
+
+def test_the_csv_keeps_the_language():
+    assert FIXED_COLUMNS.index("language") == FIXED_COLUMNS.index("lesson") + 1
