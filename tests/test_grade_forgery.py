@@ -290,6 +290,8 @@ def test_honest_work_is_all_correct_and_forgeries_earn_only_their_work(tmp_path,
         sandbox_or_skip()
         sandbox = {"memory": 8 * 2**30, "hide": [str(folder), str(out.parent)]}
     notebooks = {"honest_en": solution(lesson), "honest_zh": solution(lesson, "zh")}
+    if sandboxed:  # the editions' code is the same (tests/test_editions.py): the Chinese one is graded plain
+        del notebooks["honest_zh"]
     marker = tmp_path / "the-judge-ran-a-payload"  # outside every sandbox: the grader's judge could write it
     attacks = forgeries(lesson, marker)
     notebooks.update({name: sources for name, (sources, _statuses, _flag) in attacks.items()})
@@ -299,7 +301,7 @@ def test_honest_work_is_all_correct_and_forgeries_earn_only_their_work(tmp_path,
     grade_folder(folder, out, lesson=lesson, timeout=240, jobs=2, sandbox=sandbox)
     with open(out, newline="", encoding="utf-8-sig") as f:
         table = {row["file"].removesuffix(".ipynb"): row for row in csv.DictReader(f)}
-    for name in ("honest_en", "honest_zh"):
+    for name in [n for n in notebooks if n.startswith("honest")]:
         row = table[name]
         assert (row["status"], row["points"], row["needs review"]) == ("graded", row["max points"], ""), row
         assert row["language"] == {"honest_en": "en", "honest_zh": "zh_CN"}[name], "the feedback's language"

@@ -24,7 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD_ENV = "GRADE_ROUNDTRIP_RECORD"  # the plugin writes one JSON line per evaluation there
-CHECKER_TESTS = ["tests/test_exercises.py", "tests/test_exercises_lesson08.py", "tests/test_exercises_lesson09.py"]
+CHECKER_TESTS = ["tests/test_exercises.py", "tests/test_exercises_lesson08.py", "tests/test_exercises_lesson09.py",
+                 "tests/test_exercises_attacks.py"]  # fmt: skip
 _inside = threading.local()
 
 
