@@ -52,3 +52,37 @@ def test_no_emphasis_marker_is_shown_as_text(path: Path) -> None:
         for marker in literal_markers(cell.source)
     ]
     assert not found, f"{path.name}: emphasis shown as literal asterisks (move the ** inside the punctuation): {found}"
+
+
+CJK_END = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]$")
+CHINESE_MARKDOWN = [ROOT / "README.zh-CN.md", *sorted((ROOT / "notebooks" / "zh").rglob("*.ipynb"))]
+
+
+def breaks_after_chinese(source: str) -> list[str]:
+    """Line breaks inside a paragraph right after a Chinese character: the browser shows them as a
+    space in the middle of Chinese text (keep a Chinese paragraph on one line).
+
+    >>> breaks_after_chinese("第一行，\\n第二行")
+    ['第一行，⏎第二行']
+    >>> breaks_after_chinese("## 标题\\n正文\\n\\n- 一项\\n- 二项\\n\\n`code`\\n正文")
+    []
+    """
+    found = []
+    for token in RENDER.parse(source):
+        children = token.children or []
+        for before, brk, after in zip(children, children[1:], children[2:], strict=False):
+            if brk.type == "softbreak" and CJK_END.search(before.content or ""):
+                found.append(f"{before.content[-12:]}⏎{after.content[:12]}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", CHINESE_MARKDOWN, ids=[p.name if p.suffix == ".md" else str(p.relative_to(ROOT)) for p in CHINESE_MARKDOWN]
+)
+def test_chinese_paragraphs_have_no_line_break_that_shows_as_a_space(path: Path) -> None:
+    if path.suffix == ".md":
+        sources = [path.read_text(encoding="utf-8")]
+    else:
+        sources = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+    found = [hit for source in sources for hit in breaks_after_chinese(source)]
+    assert not found, found
