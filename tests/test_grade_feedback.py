@@ -35,7 +35,7 @@ def test_chinese_feedback_has_no_english_of_the_grader(tmp_path: Path):
     write_feedback(tmp_path / "li.md", row_for(lesson, "zh_CN"), lesson)
     text = (tmp_path / "li.md").read_text(encoding="utf-8")
     zh = i18n.translator("zh_CN")
-    assert "**得分 1 / 5**（20.0%）。 状态：已评分。" in text
+    assert text.startswith("# li：lesson01\n") and "**得分 1 / 5**（20.0%）。状态：已评分。" in text
     assert "## q1：正确（" in text and "## q2：不正确（0 / " in text
     hint = zh(lesson.questions[1]._hint)
     assert hint != lesson.questions[1]._hint and f"提示：{hint}" in text

@@ -68,8 +68,8 @@ STATUSES = (N_("graded"), N_("ran with errors"), N_("timed out"), N_("grading fa
             N_("not json"), N_("empty file"), N_("not a notebook"), N_("symbolic link"), N_("no code"),
             N_("wrong lesson"), N_("stopped the grader"), N_("correct"), N_("incorrect"), N_("not attempted"),
             N_("not graded"), N_("no result"))  # fmt: skip
-POINTS = N_("**{points} of {total} points** ({percent}%).")
-STATUS = N_("Status: {status}.")
+TITLE = N_("{student}: {lesson}")
+POINTS = N_("**{points} of {total} points** ({percent}%). Status: {status}.")
 QUESTION = N_("{question}: {status} ({points} of {total})")
 HINT = N_("Hint: {hint}")
 SAID_CORRECT = N_(" (check() had said correct; the final state is {status})")
@@ -609,9 +609,7 @@ class Grader:
             row[short], row[f"{short} points"], row[f"{short} message"] = result["status"], points, result["message"]
             if reported.get(q.qid) == "correct" and result["status"] != "correct":
                 t = i18n.translator(row.get("language") or "en")
-                row[f"{short} message"] += t(SAID_CORRECT).format(
-                    status=t(result["status"])
-                )
+                row[f"{short} message"] += t(SAID_CORRECT).format(status=t(result["status"]))
         row.update({"points": earned, "max points": total, "percent": round(100 * earned / total, 1) if total else 0})
         row["needs review"] = "; ".join(([row["needs review"]] if row.get("needs review") else []) + flags)
         self.write_row(row, flags)
@@ -672,15 +670,13 @@ def write_feedback(path: Path, row: dict, lesson: Lesson) -> None:
     """A student's feedback: the status, then each question's result, the checker's message and a hint; in
     the language the notebook chose with ``set_language`` (the row's ``language``), English if none."""
     t = i18n.translator(row.get("language") or "en")
-    status = t(STATUS).format(status=t(row["status"]))
+    points = t(POINTS).format(
+        points=row["points"], total=row["max points"], percent=row["percent"], status=t(row["status"])
+    )
     lines = [
-        f"# {row['student']}: {lesson.name}",
+        "# " + t(TITLE).format(student=row["student"], lesson=lesson.name),
         "",
-        t(POINTS).format(
-            points=row["points"], total=row["max points"], percent=row["percent"]
-        )
-        + f" {status}"
-        + (f" {row['reason']}" if row.get("reason") else ""),
+        points + (f" {row['reason']}" if row.get("reason") else ""),
         "",
     ]
     for q in lesson.questions:
