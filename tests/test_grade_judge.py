@@ -4,10 +4,12 @@ exports that are missing, malformed, hold a value it cannot carry, or take too l
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,3 +142,41 @@ def test_rows_for_missing_malformed_unsupported_and_slow_answers(tmp_path, lesso
                                                     "objects": [], "storages": []}))  # fmt: skip
     found = judge("lesson99", broken)
     assert found["results"][0]["status"] == "incorrect" and "malformed" in found["flags"][0], found
+
+
+@pytest.fixture
+def lesson98(monkeypatch):
+    """A lesson of one question that is right when the file `path` names holds the teacher's words; it
+    records the folder the check ran in."""
+    seen = {}
+
+    def checker(path):
+        seen["cwd"] = os.getcwd()
+        if Path(path).read_bytes() != b"the teacher's words":
+            raise Incorrect("another file")
+        return "the teacher's file"
+
+    module = types.ModuleType("lesson_utils.exercises.lesson98")
+    module.q1 = Question("lesson98.q1", "Name the file.", checker, names=["path"], hint="")
+    module.seen = seen
+    monkeypatch.setitem(sys.modules, "lesson_utils.exercises.lesson98", module)
+    return module
+
+
+def test_a_forged_export_cannot_lead_the_judge_out_of_the_copied_files(tmp_path, lesson98):
+    """The export is the notebook's to forge: a path or a working folder that climbs out with /../.. stays
+    under the copies' root (where the kernel's own root would have put it), never the judge's files."""
+    secret = tmp_path / "teacher" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"the teacher's words")
+    folder = tmp_path / "export"
+    (folder / "files").mkdir(parents=True)
+    climb = "/.." * 30
+    export_namespace({"path": Path(climb + str(secret))}, ["path"], str(folder))
+    document = json.loads((folder / "export.json").read_text())
+    document["cwd"] = climb + str(tmp_path / "made-by-the-judge")
+    (folder / "export.json").write_text(json.dumps(document))
+    found = judge("lesson98", folder)
+    assert found["results"][0]["status"] == "incorrect", found
+    assert not (tmp_path / "made-by-the-judge").exists(), "the judge made a folder outside the copies"
+    assert lesson98.seen["cwd"].startswith(str(folder / "files") + os.sep)

@@ -125,6 +125,23 @@ def importable(module: str, qualname: str) -> object | None:
     return obj
 
 
+def under(files_root: str, text: str) -> str | None:
+    """``text``, an absolute path the kernel named, as the path of its copy under ``files_root``; None for
+    one that is not a path. Never a path outside ``files_root``: "/../../etc" is "/etc" there, as the
+    kernel's own root would have it (the export is the notebook's to forge; the judge may run as root).
+
+    >>> under("/copies", "/tmp/w.pt"), under("/copies", "/../../../etc/passwd"), under("/copies", "w.pt")
+    ('/copies/tmp/w.pt', '/copies/etc/passwd', None)
+    """
+    if not isinstance(text, str) or not text.startswith("/") or "\0" in text:
+        return None
+    root = os.path.realpath(files_root)
+    for candidate in (files_root + text, files_root + os.path.normpath(text)):
+        if os.path.commonpath([root, os.path.realpath(candidate)]) == root:
+            return candidate
+    return None
+
+
 class Rebuilt:
     """Objects rebuilt from one export folder; :meth:`value` gives a name's value."""
 
@@ -377,7 +394,11 @@ class Rebuilt:
     def path(self, text: str) -> str:
         """A path the kernel named, as the judge must open it: an absolute one under the copies' root."""
         if self.files_root is not None and text.startswith("/"):
-            return self.files_root + text
+            inside = under(self.files_root, text)
+            if inside is None:  # a link in the copies would be needed for this: there are none
+                self.notes.append(f"the kernel named a path that leads out of the copied files: {text[:200]!r}")
+                return self.files_root + "/nowhere"
+            return inside
         return text
 
     def _build_method(self, index: int, entry: dict) -> object:
@@ -470,7 +491,7 @@ class Rebuilt:
         fact = (self.outside.get("memory") or {}).get(str(number))
         if not fact or not nbytes or self.files_root is None:
             return None
-        copy_path = self.files_root + str(fact.get("file", ""))
+        copy_path = under(self.files_root, str(fact.get("file", ""))) or self.files_root + "/nowhere"
         offset, private = fact.get("offset"), fact.get("private_pages", [])
         if type(offset) is not int or not os.path.isfile(copy_path) or os.path.islink(copy_path):
             self.notes.append(f"the kernel's memory was a map of {fact.get('file')}, which was not copied: a copy used")
@@ -849,7 +870,10 @@ def judge(lesson: str, folder: str | os.PathLike, limit: float = 60.0, only: lis
     results = []
     try:
         if files_root is not None and isinstance(kernel_cwd, str) and kernel_cwd.startswith("/"):
-            here = files_root + kernel_cwd
+            here = under(files_root, kernel_cwd)
+            if here is None:
+                flags.append(f"the kernel's export is malformed: its working folder {kernel_cwd[:200]!r}")
+                here = files_root
             os.makedirs(here, exist_ok=True)
             os.chdir(here)
         safe = []
