@@ -93,10 +93,27 @@ def test_unpickling_in_the_judge_creates_only_what_checkpoints_need(tmp_path):
             pickle.loads(pickle.dumps(Payload()))
         except pickle.UnpicklingError as error:
             print("refused:", error)
+        # protocol 4 names a global by a dotted path: from an allowed module to anything it imported
+        for module, name in [(b"torch.distributed.checkpoint.metadata", b"os.system"),
+                             (b"torch.distributed.distributed_c10d", b"builtins.exec"),
+                             (b"torch.distributed.checkpoint.metadata", b"dataclass"),
+                             (b"torch.distributed.checkpoint.metadata", b"torch")]:
+            command = b"touch {marker}"
+            payload = (b"\\x80\\x04\\x8c" + bytes([len(module)]) + module + b"\\x8c" + bytes([len(name)]) + name
+                       + b"\\x93\\x8c" + bytes([len(command)]) + command + b"\\x85R.")
+            try:
+                pickle.loads(payload)
+                print("ran:", name)
+            except pickle.UnpicklingError as error:
+                print("refused:", error)
+        import torch.distributed.checkpoint.metadata as metadata
+        print("metadata:", type(pickle.loads(pickle.dumps(metadata.Metadata(state_dict_metadata={{}})))).__name__)
     """)
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert "refused: the grader's judge does not unpickle posix.system" in ran.stdout
+    assert "ran:" not in ran.stdout and ran.stdout.count("refused:") == 5, ran.stdout
+    assert "metadata: Metadata" in ran.stdout, "what a DCP checkpoint's .metadata holds still loads"
     assert not marker.exists()
 
 
