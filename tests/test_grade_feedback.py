@@ -46,3 +46,16 @@ def test_chinese_feedback_has_no_english_of_the_grader(tmp_path: Path):
 
 def test_the_csv_keeps_the_language():
     assert FIXED_COLUMNS.index("language") == FIXED_COLUMNS.index("lesson") + 1
+
+
+def test_a_folder_or_link_where_the_feedback_goes_is_replaced_not_written_through(tmp_path: Path):
+    lesson = Lesson("lesson01")
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_text("someone else's")
+    (tmp_path / "li.md").mkdir()
+    (tmp_path / "li.md" / "inside").write_text("x")
+    (tmp_path / "ada.md").symlink_to(elsewhere)
+    for name in ("li", "ada"):
+        write_feedback(tmp_path / f"{name}.md", row_for(lesson, "en"), lesson)
+        assert (tmp_path / f"{name}.md").is_file() and not (tmp_path / f"{name}.md").is_symlink()
+    assert elsewhere.read_text() == "someone else's"

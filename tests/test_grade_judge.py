@@ -197,3 +197,40 @@ def test_a_forged_export_cannot_lead_the_judge_out_of_the_copied_files(tmp_path,
     assert found["results"][0]["status"] == "incorrect", found
     assert not (tmp_path / "made-by-the-judge").exists(), "the judge made a folder outside the copies"
     assert lesson98.seen["cwd"].startswith(str(folder / "files") + os.sep)
+
+
+class Text(str):
+    """A notebook's own string class."""
+
+
+def test_a_path_in_a_string_subclass_is_the_copy_too(tmp_path, lesson98):
+    """A ``str`` subclass is a string like any other: the judge opens its copy, never the judge's own file."""
+    secret = tmp_path / "teacher" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"the teacher's words")
+    folder = tmp_path / "export"
+    (folder / "files").mkdir(parents=True)
+    export_namespace({"path": Text(str(secret))}, ["path"], str(folder))
+    found = judge("lesson98", folder)
+    assert found["results"][0]["status"] == "incorrect", found
+    assert str(folder / "files") not in found["results"][0]["message"], "the message names the kernel's path"
+
+
+def test_a_tensor_subclass_cannot_answer_for_its_storage(tmp_path):
+    """The export reads a tensor's storage, size and stride with torch's own methods, not those a subclass
+    defines in their place, and the judge tells the teacher that a subclass was there."""
+    decoy = torch.arange(6.0)
+
+    class Liar(torch.nn.Parameter):
+        def untyped_storage(self):
+            return decoy.untyped_storage()
+
+        def stride(self, *args):
+            return (1,)
+
+    Liar.__module__, Liar.__qualname__ = "torch.nn.parameter", "Parameter"
+    liar = torch.zeros(6).as_subclass(Liar)
+    rebuilt = exported(tmp_path, {"weight": liar})
+    value = rebuilt.value("weight")
+    assert type(value) is torch.nn.Parameter and torch.equal(value.detach(), torch.zeros(6))
+    assert any("Tensor subclass" in note for note in rebuilt.notes), rebuilt.notes

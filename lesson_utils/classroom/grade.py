@@ -689,6 +689,8 @@ def write_feedback(path: Path, row: dict, lesson: Lesson) -> None:
             lines += [row[f"{short} message"], ""]
         if row[short] != "correct":
             lines += [t(HINT).format(hint=t(q._hint)), ""]
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # put there by a notebook: never written through
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     path.write_text("\n".join(lines), encoding="utf-8")
 
 

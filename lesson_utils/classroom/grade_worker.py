@@ -64,6 +64,25 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lesson_utils/, the cours
 SETUP = re.compile(r"lesson_utils\.exercises")  # the set-up cell imports the lesson's exercises
 COMPLETE = "complete"  # written last in an export folder that the judge may read
 SETUP_MARK = "setup"  # in the export made after the set-up cell: its files are kept, it is not judged
+MAX_OUTPUT = 8 * 2**20  # characters of a notebook's output kept here (outside the sandbox's memory limit)
+
+
+class CappedClient(NotebookClient):
+    """A notebook client that keeps at most :data:`MAX_OUTPUT` characters of what the cells print or
+    display (errors are always kept): a notebook that prints without end would otherwise fill the
+    grading process's memory, which no sandbox limits."""
+
+    kept = 0
+    dropped = 0
+
+    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> object:
+        content = msg.get("content") or {}
+        size = len(content.get("text") or "") + sum(len(str(v)) for v in (content.get("data") or {}).values())
+        if msg.get("msg_type") != "error" and self.kept + size > MAX_OUTPUT:
+            self.dropped += size
+            return None
+        self.kept += size
+        return super().output(outs, msg, display_id, cell_index)
 
 
 def make_undumpable() -> None:
@@ -183,7 +202,7 @@ class Run:
         self.exports = Path(params["exports"])
         self.files_dir = Path(tempfile.mkdtemp(prefix="grade-files-"))
         self.notebook = nbformat.read(params["notebook"], as_version=4)
-        self.client = NotebookClient(
+        self.client = CappedClient(
             self.notebook,
             timeout=None,
             kernel_name="python3",
@@ -404,6 +423,8 @@ def finished_row(row: dict, run: Run, leftover: int = 0) -> dict:
     row = {**row, "export": str(run.latest) if run.latest else None, "export_hashes": run.hashes}
     row["reported"] = report.get("reported", {})
     row["flags"] = [str(flag) for flag in report.get("flags", [])] + run.notes
+    if run.client.dropped:
+        row["flags"].append(f"printed over {MAX_OUTPUT // 2**20} MB: {run.client.dropped:,} more characters not kept")
     if report.get("error"):
         row["flags"].append(f"the grader's export failed in the kernel: {report['error']}")
     if run.latest is None and row["status"] == "graded":

@@ -182,7 +182,10 @@ class Rebuilt:
         node = self.document["names"][name]
         if isinstance(node, str):
             return self.path(node)
-        return self.node(node)
+        value = self.node(node)
+        if isinstance(value, str) and not isinstance(value, pathlib.PurePath):  # a str subclass: a string as well
+            return self.path(str(value))
+        return value
 
     def unsupported(self, name: str) -> str | None:
         """The type named in an ``unsupported`` entry, if ``name``'s value is one."""
@@ -543,6 +546,10 @@ class Rebuilt:
             except RuntimeError as error:
                 raise ExportError(f"a tensor that does not fit its storage ({error})"[:200]) from None
         kind = self.cls(entry.get("class"))
+        if entry.get("own_class"):  # a Tensor subclass: it can answer for its own storage in the kernel
+            note = "a Tensor subclass in the answers (the notebook's own?): read how its tensors were made"
+            if note not in self.notes:
+                self.notes.append(note)
         requires_grad = bool(entry.get("requires_grad")) and (tensor.is_floating_point() or tensor.is_complex())
         if kind is torch.nn.Parameter or (isinstance(kind, type) and issubclass(kind, torch.nn.Parameter)):
             made = torch.nn.Parameter(tensor, requires_grad=requires_grad)

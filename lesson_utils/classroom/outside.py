@@ -268,6 +268,8 @@ def answer_paths(document: dict, names: list[str]) -> dict[str, str]:
                 entry = objects[node["id"]]
                 if entry.get("kind") == "path" and isinstance(entry.get("path"), str):
                     text = entry["path"]
+                elif entry.get("kind") == "plain" and isinstance(entry.get("value"), str):  # a str subclass
+                    text = entry["value"]
         if not text or "\0" in text or len(text) > 4096:
             continue
         if not text.startswith("/"):
