@@ -251,7 +251,7 @@ def forgeries(lesson: str, marker: Path) -> dict[str, tuple[list[str], dict[str,
     if lesson == "06":  # the check converts `checkpoint_dir`: in the judge, no pickle may run the student's code
         payload = PICKLED_PAYLOAD.replace("{marker}", str(marker))
         # no check() in the notebook: the checker would load the payload in the student's own kernel, as it may
-        return {"pickled_payload": (set_up("06") + [payload], {"q2": "incorrect"}, None)}
+        return {"pickled_payload": (set_up("06") + [payload], {"q2": "incorrect"}, "which the judge does not unpickle")}
     if lesson == "07":
         sources = solution("07")
         answer = sources.index("ex.q3.check()") - 1

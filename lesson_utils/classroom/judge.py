@@ -888,8 +888,13 @@ def judge(lesson: str, folder: str | os.PathLike, limit: float = 60.0, only: lis
             safe = [rebuilt.node(n) for n in rebuilt.document.get("safe_globals") or []]
         except ExportError as error:
             flags.append(f"the kernel's export is malformed: {error}")
+        REFUSED.clear()
         for question in questions:
             results.append(_evaluate(question, rebuilt, safe, limit, clean_state, flags))
+        if REFUSED:
+            flags.append(f"a pickle in the answers' files names {', '.join(sorted(set(REFUSED))[:3])}, which the "
+                         "judge does not unpickle (code hidden in a checkpoint?)")  # fmt: skip
+            REFUSED.clear()
         flags += [note for note in rebuilt.notes if note not in flags]
     finally:
         os.chdir(before[1])
@@ -1009,6 +1014,7 @@ def serve(stdin=sys.stdin, stdout=None) -> None:
 DCP_GLOBALS = {("pathlib", "PosixPath"), ("torch.serialization", "_get_layout"),
                ("torch.distributed.checkpoint.filesystem", "_StorageInfo")}  # fmt: skip
 DCP_METADATA = "torch.distributed.checkpoint.metadata"
+REFUSED: list[str] = []  # the globals unpickling refused since judge() last looked: a teacher should know
 
 
 def restrict_pickle() -> None:
@@ -1027,14 +1033,15 @@ def restrict_pickle() -> None:
     class Restricted(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> object:
             refused = pickle.UnpicklingError(f"the grader's judge does not unpickle {module}.{name}")
-            if not isinstance(name, str) or not name.isidentifier():  # "os.system" in a module's namespace
-                raise refused  # (protocol 4 follows a dotted name attribute by attribute: anything is reachable)
-            if f"{module}.{name}" in weights_only._get_allowed_globals() or (module, name) in DCP_GLOBALS:
-                return super().find_class(module, name)
-            if module == DCP_METADATA:  # only the classes that module defines, never what it imported
-                found = super().find_class(module, name)  # one attribute of that module (the name has no dot)
-                if isinstance(found, type) and found.__module__ == DCP_METADATA:
-                    return found
+            if isinstance(name, str) and name.isidentifier():  # not "os.system" in a module's namespace
+                # (protocol 4 follows a dotted name attribute by attribute: anything would be reachable)
+                if f"{module}.{name}" in weights_only._get_allowed_globals() or (module, name) in DCP_GLOBALS:
+                    return super().find_class(module, name)
+                if module == DCP_METADATA:  # only the classes that module defines, never what it imported
+                    found = super().find_class(module, name)  # one attribute of that module
+                    if isinstance(found, type) and found.__module__ == DCP_METADATA:
+                        return found
+            REFUSED.append(f"{module}.{name}"[:200])
             raise refused
 
     def load(file: object, **kwargs: object) -> object:
