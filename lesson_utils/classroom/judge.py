@@ -546,8 +546,9 @@ class Rebuilt:
             except RuntimeError as error:
                 raise ExportError(f"a tensor that does not fit its storage ({error})"[:200]) from None
         kind = self.cls(entry.get("class"))
-        if entry.get("own_class"):  # a Tensor subclass: it can answer for its own storage in the kernel
-            note = "a Tensor subclass in the answers (the notebook's own?): read how its tensors were made"
+        if entry.get("answers_for_itself"):  # a Tensor subclass that defines how it reports its memory
+            said = ", ".join(str(name) for name in entry["answers_for_itself"])[:200]
+            note = f"a Tensor subclass in the answers defines {said}: read how its tensors were made"
             if note not in self.notes:
                 self.notes.append(note)
         requires_grad = bool(entry.get("requires_grad")) and (tensor.is_floating_point() or tensor.is_complex())
