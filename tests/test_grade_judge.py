@@ -234,3 +234,33 @@ def test_a_tensor_subclass_cannot_answer_for_its_storage(tmp_path):
     value = rebuilt.value("weight")
     assert type(value) is torch.nn.Parameter and torch.equal(value.detach(), torch.zeros(6))
     assert any("Tensor subclass" in note for note in rebuilt.notes), rebuilt.notes
+
+
+def test_a_relative_path_that_climbs_stays_in_the_copies_too(tmp_path, lesson98):
+    """``../../..`` from the copies' working folder would leave them (in the kernel it stops at /)."""
+    secret = tmp_path / "teacher" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"the teacher's words")
+    folder = tmp_path / "export"
+    (folder / "files").mkdir(parents=True)
+    export_namespace({"path": "../" * 40 + str(secret).lstrip("/")}, ["path"], str(folder))
+    document = json.loads((folder / "export.json").read_text())
+    document["cwd"] = "/tmp/exercises02-x"
+    (folder / "export.json").write_text(json.dumps(document))
+    found = judge("lesson98", folder)
+    assert found["results"][0]["status"] == "incorrect", found
+
+
+def test_the_judge_imports_no_script_or_test_module_an_export_names():
+    """A class exported as a value names its module; a ``__main__`` module runs when imported (numpy's f2py
+    command line ended the judge), a test module may too."""
+    script = (
+        "import sys\n"
+        "from lesson_utils.classroom.judge import importable\n"
+        "print(importable('numpy.f2py.__main__', 'main'),"
+        " importable('torch.testing._internal.common_utils', 'TestCase'),"
+        " 'numpy.f2py.__main__' in sys.modules, importable('collections', 'OrderedDict').__name__)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert ran.stdout.split() == ["None", "None", "False", "OrderedDict"], ran.stdout

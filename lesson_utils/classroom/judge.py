@@ -114,8 +114,11 @@ def importable(module: str, qualname: str) -> object | None:
     """The object ``module.qualname`` names, if ``module`` is one the judge may import; else None."""
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
-    if module.split(".")[0] not in IMPORTABLE:
+    parts = module.split(".")
+    if parts[0] not in IMPORTABLE:
         return None
+    if module not in sys.modules and any(p == "__main__" or p.startswith(("test", "_test")) for p in parts):
+        return None  # a script's or a test's module runs when imported (numpy.f2py.__main__ ends the process)
     try:
         obj = importlib.import_module(module)
         for part in qualname.split("."):
@@ -396,6 +399,10 @@ class Rebuilt:
 
     def path(self, text: str) -> str:
         """A path the kernel named, as the judge must open it: an absolute one under the copies' root."""
+        cwd = self.document.get("cwd")
+        if self.files_root is not None and not text.startswith("/") and ".." in Path(text).parts:
+            # "../../x" from the copies' working folder would climb out of them (in the kernel it stops at /)
+            text = os.path.join(cwd, text) if isinstance(cwd, str) and cwd.startswith("/") else "/" + text
         if self.files_root is not None and text.startswith("/"):
             inside = under(self.files_root, text)
             if inside is None:  # a link in the copies would be needed for this: there are none
