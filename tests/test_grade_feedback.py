@@ -20,7 +20,7 @@ def row_for(lesson: Lesson, language: str) -> dict:
     return row
 
 
-@pytest.mark.parametrize("language", ["", "en"])
+@pytest.mark.parametrize("language", ["", "en", "xx", None])
 def test_english_feedback(tmp_path: Path, language: str):
     lesson = Lesson("lesson01")
     write_feedback(tmp_path / "li.md", row_for(lesson, language), lesson)

@@ -608,7 +608,7 @@ class Grader:
             earned += points
             row[short], row[f"{short} points"], row[f"{short} message"] = result["status"], points, result["message"]
             if reported.get(q.qid) == "correct" and result["status"] != "correct":
-                t = i18n.translator(row.get("language") or "en")
+                t = translator_for(row)
                 row[f"{short} message"] += t(SAID_CORRECT).format(status=t(result["status"]))
         row.update({"points": earned, "max points": total, "percent": round(100 * earned / total, 1) if total else 0})
         row["needs review"] = "; ".join(([row["needs review"]] if row.get("needs review") else []) + flags)
@@ -666,10 +666,16 @@ class Grader:
         return rows
 
 
+def translator_for(row: dict) -> object:
+    """The ``_`` of the row's language (the notebook's ``set_language``); English if none or unknown."""
+    language = row.get("language")
+    return i18n.translator(language if language in i18n.LANGUAGES else "en")
+
+
 def write_feedback(path: Path, row: dict, lesson: Lesson) -> None:
     """A student's feedback: the status, then each question's result, the checker's message and a hint; in
     the language the notebook chose with ``set_language`` (the row's ``language``), English if none."""
-    t = i18n.translator(row.get("language") or "en")
+    t = translator_for(row)
     points = t(POINTS).format(
         points=row["points"], total=row["max points"], percent=row["percent"], status=t(row["status"])
     )
