@@ -180,14 +180,20 @@ def lesson98(monkeypatch):
     return module
 
 
-def test_a_forged_export_cannot_lead_the_judge_out_of_the_copied_files(tmp_path, lesson98):
-    """The export is the notebook's to forge: a path or a working folder that climbs out with /../.. stays
-    under the copies' root (where the kernel's own root would have put it), never the judge's files."""
+def teachers_file(tmp_path) -> tuple[Path, Path]:
+    """A file the judge must never open (it holds lesson98's right answer), and an export folder with copies."""
     secret = tmp_path / "teacher" / "secret.txt"
     secret.parent.mkdir()
     secret.write_bytes(b"the teacher's words")
     folder = tmp_path / "export"
     (folder / "files").mkdir(parents=True)
+    return secret, folder
+
+
+def test_a_forged_export_cannot_lead_the_judge_out_of_the_copied_files(tmp_path, lesson98):
+    """The export is the notebook's to forge: a path or a working folder that climbs out with /../.. stays
+    under the copies' root (where the kernel's own root would have put it), never the judge's files."""
+    secret, folder = teachers_file(tmp_path)
     climb = "/.." * 30
     export_namespace({"path": Path(climb + str(secret))}, ["path"], str(folder))
     document = json.loads((folder / "export.json").read_text())
@@ -205,11 +211,7 @@ class Text(str):
 
 def test_a_path_in_a_string_subclass_is_the_copy_too(tmp_path, lesson98):
     """A ``str`` subclass is a string like any other: the judge opens its copy, never the judge's own file."""
-    secret = tmp_path / "teacher" / "secret.txt"
-    secret.parent.mkdir()
-    secret.write_bytes(b"the teacher's words")
-    folder = tmp_path / "export"
-    (folder / "files").mkdir(parents=True)
+    secret, folder = teachers_file(tmp_path)
     export_namespace({"path": Text(str(secret))}, ["path"], str(folder))
     found = judge("lesson98", folder)
     assert found["results"][0]["status"] == "incorrect", found
@@ -238,11 +240,7 @@ def test_a_tensor_subclass_cannot_answer_for_its_storage(tmp_path):
 
 def test_a_relative_path_that_climbs_stays_in_the_copies_too(tmp_path, lesson98):
     """``../../..`` from the copies' working folder would leave them (in the kernel it stops at /)."""
-    secret = tmp_path / "teacher" / "secret.txt"
-    secret.parent.mkdir()
-    secret.write_bytes(b"the teacher's words")
-    folder = tmp_path / "export"
-    (folder / "files").mkdir(parents=True)
+    secret, folder = teachers_file(tmp_path)
     export_namespace({"path": "../" * 40 + str(secret).lstrip("/")}, ["path"], str(folder))
     document = json.loads((folder / "export.json").read_text())
     document["cwd"] = "/tmp/exercises02-x"

@@ -578,14 +578,22 @@ class Rebuilt:
         return made
 
     # -- modules and optimizers -----------------------------------------------------------------------
+    def _allowed_class(self, entry: dict, base: tuple[type, str], prefixes: tuple, what: str, allowed: str) -> type:
+        """The entry's class: a subclass of ``base`` (the class, its name) from ``prefixes`` (or a stand-in for
+        one); else ExportError."""
+        kind = self.cls(entry.get("class"))
+        if not (isinstance(kind, type) and issubclass(kind, base[0])):
+            raise ExportError(f"{what} of a class that is no {base[1]}")
+        if not _allowed(kind, prefixes) and _allowed_base(kind, prefixes) is None:
+            raise ExportError(f"{what} of class {kind.__qualname__}, {allowed}")
+        return kind
+
     def _build_module(self, index: int, entry: dict) -> object:
         import torch
 
-        kind = self.cls(entry.get("class"))
-        if not (isinstance(kind, type) and issubclass(kind, torch.nn.Module)):
-            raise ExportError("a module of a class that is no nn.Module")
-        if not _allowed(kind, MODULE_CLASSES) and _allowed_base(kind, MODULE_CLASSES) is None:
-            raise ExportError(f"a module of class {kind.__qualname__}, outside the allowed libraries")
+        kind = self._allowed_class(
+            entry, (torch.nn.Module, "nn.Module"), MODULE_CLASSES, "a module", "outside the allowed libraries"
+        )
         made = kind.__new__(kind)
         torch.nn.Module.__init__(made)
         self._done(index, made)
@@ -697,11 +705,13 @@ class Rebuilt:
     def _build_optimizer(self, index: int, entry: dict) -> object:
         import torch
 
-        kind = self.cls(entry.get("class"))
-        if not (isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer)):
-            raise ExportError("an optimizer of a class that is no torch.optim.Optimizer")
-        if not _allowed(kind, OPTIMIZER_CLASSES) and _allowed_base(kind, OPTIMIZER_CLASSES) is None:
-            raise ExportError(f"an optimizer of class {kind.__qualname__}, outside torch.optim")
+        kind = self._allowed_class(
+            entry,
+            (torch.optim.Optimizer, "torch.optim.Optimizer"),
+            OPTIMIZER_CLASSES,
+            "an optimizer",
+            "outside torch.optim",
+        )
         made = kind.__new__(kind)
         defaults = self.node(entry.get("defaults"))
         if not isinstance(defaults, dict):
