@@ -5,10 +5,13 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told; classroom machines and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab lab-zh check test lint format notebooks exercises translations timings site hub hub-proxy browser sandbox release-check clean
+.PHONY: setup install lab lab-zh check test lint format notebooks exercises translations timings site hub hub-proxy browser sandbox release-check clean
 
 setup:  ## create .venv and install the pinned dependencies (skipped when up to date)
 	@./scripts/setup.sh
+
+install:  ## what `make test` needs: setup, and beside it browser, sandbox and hub-proxy (each skipped when done)
+	@./scripts/install_all.sh
 
 lab: setup  ## open the walkthrough in JupyterLab on 127.0.0.1, with a token
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
@@ -34,7 +37,7 @@ check: setup  ## the fast tier while you work: ruff, unit tests and doctests (no
 # one kernel, and a test module its module-scoped fixtures (the browser tests' JupyterLab servers).
 # conftest.py hands the longest files out first (tests/durations.json; PYTEST_ARGS=--store-durations
 # after a whole run writes it again).
-test: setup browser sandbox hub-proxy  ## ruff, unit tests, doctests, strict nbval on every notebook (both editions), browser and hub tests
+test: install  ## ruff, unit tests, doctests, strict nbval on every notebook (both editions), browser and hub tests
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 

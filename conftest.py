@@ -66,6 +66,25 @@ def pytest_collection_modifyitems(config, items) -> None:
     items[:] = [item for name in sorted(files, key=lambda name: -seconds[name]) for item in files[name]]
 
 
+ROUNDTRIP = "tests/test_grade_roundtrip.py"
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")  # after `-m` and `-k`
+def pytest_collection_modifyitems_checker_tests_once(config, items) -> None:
+    """The checker tests (test_grade_roundtrip.CHECKER_TESTS) run once per session: when the judge's
+    round trip is selected, it runs them all in its own pytest process (every assertion of theirs
+    holds there as here, and a failure is reported with their output), so they are not run a second
+    time beside it. `make check` leaves the round trip out (it is slow) and runs them alone."""
+    roundtrip = [item for item in items if item.nodeid.startswith(ROUNDTRIP + "::")]
+    if not roundtrip:
+        return
+    checker_files = set(roundtrip[0].module.CHECKER_TESTS)
+    twice = [item for item in items if item.nodeid.split("::", 1)[0] in checker_files]
+    if twice:
+        config.hook.pytest_deselected(items=twice)
+        items[:] = [item for item in items if item.nodeid.split("::", 1)[0] not in checker_files]
+
+
 def estimated_seconds(name: str, tests: list) -> float:
     """For a file not in tests/durations.json: a notebook's stored run time (its cells' timings, from
     when it was executed), else 20 s per test marked slow and a tenth of a second per other test."""

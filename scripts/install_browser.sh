@@ -4,7 +4,8 @@
 # browser tests skip and say why.
 set -euo pipefail
 # fonts-noto-cjk: the notebooks quote the original lesson's Chinese section titles.
-if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+# grep without -q: an early exit would make fc-list's write fail, and the pipe with it (pipefail)
+if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null; then
     exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -22,3 +22,10 @@ else
     echo "$want" > .venv/.pinned-deps
     echo "setup: done"
 fi
+# rfc3987-syntax comes only through an extra (jupyter-events wants jsonschema[format-nongpl]) and builds
+# a parser when jsonschema is imported: 0.9 CPU-seconds in every process that imports nbformat or a
+# Jupyter server, among them the grader's worker of every graded notebook. Without it, jsonschema only
+# skips checking the "iri" format of Jupyter's event schemas (`pip check` stays clean).
+if .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('rfc3987_syntax') is None)"; then
+    .venv/bin/pip uninstall --quiet --yes rfc3987-syntax
+fi

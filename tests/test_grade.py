@@ -242,7 +242,8 @@ ATTACKS = {
         "killed",
     ),
     "loops": (
-        solution()[: through(2)] + ["while True:\n    pass"] + solution()[through(2) :],
+        # a loop that never ends; sleeping, not spinning, so its 45 s leave the CPU to the other tests
+        solution()[: through(2)] + ["import time\nwhile True:\n    time.sleep(0.1)"] + solution()[through(2) :],
         2,  # q1 and q2 were answered before the loop
         f"timed out in cell {through(2) + 1}",
         None,

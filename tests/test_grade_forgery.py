@@ -1,14 +1,14 @@
 """Grades forged from inside the kernel, with and without --sandbox, next to honest work of every lesson.
 
-Each class folder holds a lesson's worked solution in both editions (graded all correct, nothing to
-review) and notebooks whose code forges the grade in ways a grader that grades inside the kernel cannot
-stop: a library function replaced after a dummy file was saved, the set-up's reference file overwritten,
-the probe, ``builtins.repr`` and IPython's ``user_expressions`` replaced, an aten kernel registered with
-``torch.library`` or modes left active, ``/proc/self/maps`` faked, a fake export planted where the
-grader reads; and a checkpoint whose pickled metadata would run code in whoever converts it. The grade
-comes from the judge (a process that never ran notebook code, working on values the kernel exported and
-on files and memory read from outside it), so each forgery gets the grade its real work earns, and no
-student's code runs outside the kernel.
+Each class folder holds a lesson's worked solution (the Chinese edition's plain, the English one's in
+the sandbox: all correct, nothing to review) and notebooks whose code forges the grade in ways a grader
+that grades inside the kernel cannot stop: a library function replaced after a dummy file was saved, the
+set-up's reference file overwritten, the probe, ``builtins.repr`` and IPython's ``user_expressions``
+replaced, an aten kernel registered with ``torch.library`` or modes left active, ``/proc/self/maps``
+faked, a fake export planted where the grader reads; and a checkpoint whose pickled metadata would run
+code in whoever converts it. The grade comes from the judge (a process that never ran notebook code,
+working on values the kernel exported and on files and memory read from outside it), so each forgery
+gets the grade its real work earns, and no student's code runs outside the kernel.
 """
 
 from __future__ import annotations
@@ -289,9 +289,9 @@ def test_honest_work_is_all_correct_and_forgeries_earn_only_their_work(tmp_path,
     if sandboxed:
         sandbox_or_skip()
         sandbox = {"memory": 8 * 2**30, "hide": [str(folder), str(out.parent)]}
-    notebooks = {"honest_en": solution(lesson), "honest_zh": solution(lesson, "zh")}
-    if sandboxed:  # the editions' code is the same (tests/test_editions.py): the Chinese one is graded plain
-        del notebooks["honest_zh"]
+    # The editions' code is the same (tests/test_editions.py): the English solution is graded in the
+    # sandbox, the Chinese one plain; each is all correct, with feedback in its own language.
+    notebooks = {"honest_en": solution(lesson)} if sandboxed else {"honest_zh": solution(lesson, "zh")}
     marker = tmp_path / "the-judge-ran-a-payload"  # outside every sandbox: the grader's judge could write it
     attacks = forgeries(lesson, marker)
     notebooks.update({name: sources for name, (sources, _statuses, _flag) in attacks.items()})

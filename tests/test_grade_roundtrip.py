@@ -8,6 +8,9 @@ outside (:mod:`lesson_utils.classroom.outside`, on this very process), the objec
 question judged (:mod:`lesson_utils.classroom.judge`). Its status must be the in-process one, every
 time (but for a path that leads through a symbolic link, which the grading process never follows), and
 nearly always its message.
+
+This is also where `make test` runs the checker tests (the root conftest.py does not run them a second
+time beside it): a failure of theirs fails this test, with their own report.
 """
 
 from __future__ import annotations
@@ -85,10 +88,10 @@ def roundtrip(question: object, namespace: object) -> list | None:
 def test_every_answer_of_the_checker_tests_is_judged_as_in_its_own_process(tmp_path):
     record = tmp_path / "record.jsonl"
     env = {**os.environ, RECORD_ENV: str(record), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "test_grade_roundtrip", "-p", "no:randomly",
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "test_grade_roundtrip", "-p", "no:randomly",
                "--no-header", "-o", "addopts=", *CHECKER_TESTS]  # fmt: skip
     ran = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
-    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-2000:]
+    assert ran.returncode == 0, "the checker tests failed:\n" + ran.stdout[-6000:] + ran.stderr[-2000:]
     records = [json.loads(line) for line in record.read_text().splitlines()]
     questions = {r["question"] for r in records}
     assert len(records) > 300 and len(questions) >= 20, (len(records), sorted(questions))

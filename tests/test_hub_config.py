@@ -502,5 +502,9 @@ def test_the_proxy_is_pinned_with_its_lock_file():
 
 def test_make_test_installs_what_the_hub_test_needs():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: .*\bhub-proxy\b", makefile, re.M) and re.search(r"^hub: setup hub-proxy", makefile, re.M)
-    assert os.access(ROOT / "scripts" / "install_hub.sh", os.X_OK)
+    assert re.search(r"^test: install\b", makefile, re.M) and re.search(r"^hub: setup hub-proxy", makefile, re.M)
+    assert re.search(r"^install: .*\n\t@./scripts/install_all.sh$", makefile, re.M)
+    steps = (ROOT / "scripts" / "install_all.sh").read_text()  # pip beside the system's parts, which run in turn
+    for script in ("setup.sh", "install_browser.sh", "install_sandbox.sh", "install_hub.sh"):
+        assert f"./scripts/{script}" in steps, script
+        assert os.access(ROOT / "scripts" / script, os.X_OK), script
