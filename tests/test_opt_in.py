@@ -6,7 +6,9 @@ writes both in their real on-disk formats: a ``cifar-10-batches-py`` folder (pic
 batches of uint8 rows, ``batches.meta``) whose images are OfflineShapes drawings (so the
 lessons' "it learns" checks still hold), and a ``vgg16-397923af.pth`` file of the right
 shapes in ``$TORCH_HOME/hub/checkpoints``. Then it executes the lessons with both switches
-on, in fresh kernels, comparing no outputs and allowing no error.
+on, in fresh kernels, comparing no outputs and allowing no error: each lesson's cells that a
+switch reaches, and the cells those need (tests/notebook_cells.py); the others compute the same
+with the switches off, and nbval ran them.
 
 torchvision's ``CIFAR10`` checks each file's md5 against the real download, which a
 fabricated folder cannot match; the kernels therefore start with a ``sitecustomize`` that
@@ -27,9 +29,12 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from nbclient.exceptions import CellExecutionError
+from notebook_cells import cells_reached_from
 
 from lesson_utils.data import CLASSES, DATA_ENV, OfflineShapes
 from lesson_utils.models import PRETRAINED_ENV
+from lesson_utils.notebooks import NotebookClient  # nbclient, with a lost wake-up fixed
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,17 +147,54 @@ def test_every_switch_reader_is_covered() -> None:
     assert reading == {"data", "models"}, reading
 
 
+def switched_cells(path: Path) -> nbformat.NotebookNode:
+    """The notebook with only the code cells a switch reaches (and those they need, and the last one),
+    and none of its outputs: the cells left out compute the same with the switches on or off, and
+    nbval ran them (lesson 03's training fingerprints in new processes, which read no switch)."""
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    keep = cells_reached_from([cell.source for cell in code], READERS)
+    notebook.cells = [code[i] for i in keep]
+    for cell in notebook.cells:
+        cell.outputs, cell.execution_count = [], None
+    return notebook
+
+
 @pytest.mark.parametrize("path", USING_SWITCHES, ids=[p.name for p in USING_SWITCHES])
 def test_lesson_runs_with_both_switches_on(path: Path, switched_on: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "scripts/execute_notebooks.py", "--no-write", "--keep-switches", str(path)],
-        cwd=ROOT,
-        env={**os.environ, **switched_on},
-        capture_output=True,
-        text=True,
-        timeout=900,
+    notebook = switched_cells(path)
+    seen = (  # the kernel had the switches: the lesson read CIFAR-10's files
+        "import os\nfrom lesson_utils import load_datasets\n"
+        f"assert os.environ[{PRETRAINED_ENV!r}] == '1' and type(load_datasets()[0]).__name__ == 'CIFAR10'"
     )
-    assert result.returncode == 0, f"{path.name} failed with the switches on:\n{result.stderr[-4000:]}"
+    notebook.cells.append(nbformat.v4.new_code_cell(seen))
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    try:  # a fresh kernel with the switches on; an error in a cell not tagged raises-exception fails
+        client.execute(env={**os.environ, **switched_on})
+    except CellExecutionError as error:
+        pytest.fail(f"{path.name} failed with the switches on:\n{str(error)[-4000:]}")
+
+
+def test_the_cells_a_switch_reaches() -> None:
+    sources = [
+        "import os\nfrom lesson_utils import load_datasets",  # 0: the preamble
+        "workdir = make_folder()",  # 1: needed by 2
+        "train_set = load_datasets(workdir)",  # 2: reads the switch
+        "n = len(train_set)",  # 3: reads what 2 made
+        "def loss():\n    return n * 2",  # 4: reads n when it is called
+        "fingerprints = run_in_new_processes(os.environ)",  # 5: reads nothing the switch made
+        "print(loss())",  # 6: calls a reached function
+        "assert fingerprints",  # 7: reads only what 5 made
+        "remove(workdir)",  # 8: the last cell
+    ]
+    assert cells_reached_from(sources, {"load_datasets"}) == [0, 1, 2, 3, 4, 6, 8]
+    # a reached cell that reads what an unreached one made needs it
+    assert cells_reached_from(sources[:7] + ["print(n, fingerprints)"], {"load_datasets"}) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert [c.source for c in switched_cells(ROOT / "notebooks" / "03_checkpoints_resume.ipynb").cells].count(
+        'shutil.rmtree(workdir)\nprint("cleaned up")'
+    ) == 1
 
 
 def test_cifar_format_round_trip(tmp_path: Path) -> None:
