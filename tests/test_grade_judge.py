@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import types
 from pathlib import Path
 
@@ -262,3 +263,50 @@ def test_the_judge_imports_no_script_or_test_module_an_export_names():
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert ran.stdout.split() == ["None", "None", "False", "OrderedDict"], ran.stdout
+
+
+def test_with_the_sandbox_a_judge_allocates_at_most_what_a_kernel_may(tmp_path, monkeypatch):
+    """A view may repeat four bytes for gigabytes (stride 0), and rebuilding it costs nothing; a checker
+    that copies it must fail in the judge (an error, the question incorrect), not take the machine's memory.
+    With --sandbox each judge gets the kernel's --memory as its limit of private memory."""
+    code = textwrap.dedent(
+        """
+        from lesson_utils.classroom.judge import start
+        start(memory=2 * 2**30)
+        import torch
+        view = torch.zeros(1).expand(2**31)  # 8 GiB of float32, on 4 bytes of storage
+        try:
+            view.clone()
+            print("copied")
+        except RuntimeError as error:
+            print("refused:", "can't allocate memory" in str(error))
+        print("still here:", torch.ones(2**26).sum().item())  # 256 MB: an honest model's worth
+        """
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ran.stdout.split("\n")[:2] == ["refused: True", "still here: 67108864.0"], ran.stdout + ran.stderr[-2000:]
+
+    from lesson_utils.classroom import grade
+    from lesson_utils.classroom.judge import Judges
+
+    made = []
+    monkeypatch.setattr(grade, "Judges", lambda *args, **kwargs: made.append(kwargs) or Judges(*args, **kwargs))
+    (tmp_path / "class").mkdir()
+    sandbox = {"memory": 3 * 2**30, "hide": []}
+    grade.grade_folder(tmp_path / "class", tmp_path / "grades" / "grades.csv", lesson="01", timeout=60, sandbox=sandbox)
+    grade.grade_folder(tmp_path / "class", tmp_path / "plain" / "grades.csv", lesson="01", timeout=60)
+    assert [kwargs.get("memory") for kwargs in made] == [3 * 2**30, None]
+    judges = Judges(1, memory=3 * 2**30)
+    try:
+        process = judges._start()
+
+        def data_limit() -> list[str]:
+            lines = Path(f"/proc/{process.pid}/limits").read_text().splitlines()
+            return [line.split()[3:5] for line in lines if line.startswith("Max data size")][0]
+
+        deadline = time.monotonic() + 60  # the judge sets it once it has imported torch
+        while data_limit() != [str(3 * 2**30)] * 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert data_limit() == [str(3 * 2**30)] * 2
+    finally:
+        judges.close()

@@ -648,7 +648,9 @@ class Grader:
                     bar.update()
                     bar.set_postfix_str(", ".join(sorted(running))[:60])
 
-        self.judges = Judges(-(-self.jobs // 4), self.log)  # one judge for every 4 slots: judging is short
+        # one judge for every 4 slots (judging is short); with --sandbox, each may allocate what a kernel may
+        memory = self.sandbox["memory"] if self.sandbox else None
+        self.judges = Judges(-(-self.jobs // 4), self.log, memory=memory)
         try:
             if todo:
                 self.judges.warm()  # the judges start before any kernel: no notebook ran when they did

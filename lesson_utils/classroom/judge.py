@@ -1071,15 +1071,22 @@ def restrict_pickle() -> None:
     pickle.Unpickler, pickle.load, pickle.loads = Restricted, load, loads
 
 
-def start() -> None:
-    """What the judge process does before its first request: torch, one thread, restricted unpickling, and
-    memory no other process of its user can read."""
+def start(memory: int | None = None) -> None:
+    """What the judge process does before its first request: torch, one thread, restricted unpickling,
+    memory no other process of its user can read, and, given ``memory`` (bytes), at most that much private
+    memory (``RLIMIT_DATA``: what it allocates, not the files it maps). An export may describe a view that
+    repeats a few bytes of storage for gigabytes (stride 0): a checker that copies it fails with an error
+    (the question incorrect, as for any error) instead of taking the machine's memory."""
     from lesson_utils.numerics import numeric_environment
 
     os.environ.update(numeric_environment())
     sys.dont_write_bytecode = True
     import torch
 
+    if memory is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     torch.set_num_threads(1)
     restrict_pickle()
     make_undumpable()
@@ -1093,11 +1100,11 @@ class Judges:
     flagged for review.
     """
 
-    def __init__(self, size: int, log: Path | None = None, limit: float = 60.0) -> None:
+    def __init__(self, size: int, log: Path | None = None, limit: float = 60.0, memory: int | None = None) -> None:
         import queue
         import threading
 
-        self.size, self.log, self.limit = max(1, size), log, limit
+        self.size, self.log, self.limit, self.memory = max(1, size), log, limit, memory
         self.idle: queue.Queue = queue.Queue()
         self.started = 0
         self.lock = threading.Lock()
@@ -1113,7 +1120,8 @@ class Judges:
         stderr = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - the process's, closed below
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "lesson_utils.classroom.judge", "--serve"],
+                [sys.executable, "-m", "lesson_utils.classroom.judge", "--serve"]
+                + ([] if self.memory is None else ["--memory", str(self.memory)]),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -1188,8 +1196,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lesson", help="the lesson, e.g. 03")
     parser.add_argument("--limit", type=float, default=60, help="seconds per question (default: %(default)s)")
     parser.add_argument("--serve", action="store_true", help="answer JSON requests on stdin, one per line")
+    parser.add_argument("--memory", type=int, help="bytes of private memory this process may allocate")
     args = parser.parse_args(argv)
-    start()
+    start(args.memory)
     if args.serve:
         serve()
         return
