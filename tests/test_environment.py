@@ -47,3 +47,16 @@ def test_environment_yml_uses_conda_forge_only_and_installs_lesson_utils():
     assert env["channels"] == ["conda-forge"]
     _, pip_section = conda_pins()
     assert pip_section == ["-e ."]
+
+
+def test_the_project_venv_has_no_rfc3987_syntax():
+    """scripts/setup.sh removes it: it builds a parser in every process that imports nbformat (0.9 CPU-s
+    each, the grader's worker of every notebook). Only .venv is checked: a conda environment keeps it."""
+    import importlib.util
+    import sys
+
+    import pytest
+
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("not the project's .venv (scripts/setup.sh made that one)")
+    assert importlib.util.find_spec("rfc3987_syntax") is None, "run scripts/setup.sh (make setup) again"
