@@ -22,7 +22,7 @@ from lesson_utils.exercises.core import Incorrect, Question
 
 def exported(tmp_path, namespace: dict) -> Rebuilt:
     folder = tmp_path / "export"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     export_namespace(namespace, list(namespace), str(folder))
     return Rebuilt(folder)
 
@@ -310,3 +310,46 @@ def test_with_the_sandbox_a_judge_allocates_at_most_what_a_kernel_may(tmp_path, 
         assert data_limit() == [str(3 * 2**30)] * 2
     finally:
         judges.close()
+
+
+def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(tmp_path):
+    """Hooks and methods set on the object change what it does, and no export carries them: the judge grades
+    the state and says so. The library's own hooks (and a model only built, trained and saved) say nothing."""
+    from lesson_utils import Net
+
+    def zeros(module, args, output):
+        return torch.zeros_like(output)
+
+    def fast(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.1
+
+    honest, hooked, patched = Net(), Net(), Net()
+    hooked.register_forward_hook(zeros)
+    hooked.fc1.weight.register_hook(lambda grad: grad * 0)
+    patched.forward = lambda x: torch.zeros(len(x), 10)
+    optimizer = torch.optim.SGD(honest.parameters(), lr=0.001)
+    sneaky = torch.optim.SGD(hooked.parameters(), lr=0.001)
+    sneaky.register_step_pre_hook(fast)
+    patched_optimizer = torch.optim.SGD(patched.parameters(), lr=0.001)
+    patched_optimizer.step = lambda closure=None: None
+    for name, value, says in [
+        ("model", honest, None),
+        ("optimizer", optimizer, None),
+        ("model", hooked, "forward hooks"),
+        ("layer", hooked.fc1, "hooks on its parameters"),
+        ("optimizer", sneaky, "optimizer step pre hooks"),
+        ("model", patched, "forward set on the object"),
+        ("optimizer", patched_optimizer, "step set on the object"),
+    ]:
+        rebuilt = exported(tmp_path / f"{name}-{id(value)}", {name: value})
+        rebuilt.value(name)
+        notes = [note for note in rebuilt.notes if "graded on its state" in note]
+        assert (notes == []) if says is None else (says in notes[0]), (name, says, rebuilt.notes)
+    handle = torch.nn.modules.module.register_module_forward_hook(zeros)  # a global hook
+    try:
+        rebuilt = exported(tmp_path / "global", {"model": Net()})
+        rebuilt.value("model")
+        assert any("global hooks of torch.nn.modules.module" in note for note in rebuilt.notes), rebuilt.notes
+    finally:
+        handle.remove()

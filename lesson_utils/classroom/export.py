@@ -259,6 +259,9 @@ class Exporter:
         index = self._add(value, {"kind": "module"})
         entry = self.objects[index]
         entry["class"] = self.node(type(value), depth + 1)
+        behaviour = notebook_behaviour(value, MODULE_HOOKS, [p for p in value._parameters.values() if p is not None])
+        if behaviour:
+            entry["behaviour"] = behaviour  # the judge says so to the teacher
         entry["training"] = bool(value.training)
         entry["params"] = [[str(k), self.node(v, depth + 1)] for k, v in list(value._parameters.items())]
         entry["buffers"] = [[str(k), self.node(v, depth + 1)] for k, v in list(value._buffers.items())]
@@ -281,6 +284,9 @@ class Exporter:
         index = self._add(value, {"kind": "optimizer"})
         entry = self.objects[index]
         entry["class"] = self.node(type(value), depth + 1)
+        behaviour = notebook_behaviour(value, OPTIMIZER_HOOKS)
+        if behaviour:
+            entry["behaviour"] = behaviour  # the judge says so to the teacher
         entry["defaults"] = self.node(dict(value.defaults), depth + 1)
         entry["groups"] = [self.node(dict(group), depth + 1) for group in list(value.param_groups)]
         state = list(value.state.items())
@@ -299,6 +305,52 @@ class Exporter:
         with open(os.path.join(folder, EXPORT), "w", encoding="ascii") as f:
             f.write(text)
         return {"objects": len(self.objects), "storages": len(self.storages), "bytes": self.total}
+
+
+# Where a module or an optimizer keeps the hooks that change what it does (the export carries its state,
+# and the judge rebuilds it without them), and the global ones torch runs for every module or optimizer.
+MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                "_load_state_dict_post_hooks")  # fmt: skip
+OPTIMIZER_HOOKS = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+                   "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks",
+                   "_optimizer_load_state_dict_post_hooks")  # fmt: skip
+GLOBAL_HOOKS = {"torch.nn.modules.module": ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                            "_global_backward_hooks", "_global_backward_pre_hooks"),
+                "torch.optim.optimizer": ("_global_optimizer_pre_hooks", "_global_optimizer_post_hooks")}  # fmt: skip
+LIBRARIES = ("torch", "torchvision", "lesson_utils")  # hooks and callables of theirs are the library's own
+
+
+def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[str]:
+    """What the notebook added to ``value`` that changes what it does and that no export carries: hooks of
+    its own (on the object, on its parameters, or global ones), functions set on the instance
+    (``model.forward = ...``, ``optimizer.step = ...``). Read with ``dict``'s own methods: a hook table
+    cannot claim to be empty. [] for an object the notebook only built, trained, saved or loaded."""
+    import sys
+
+    def own(function: object) -> bool:
+        module = getattr(function, "__module__", None) or type(function).__module__ or ""
+        return not (isinstance(module, str) and module.split(".")[0] in LIBRARIES)
+
+    def hooks_in(table: object) -> list:
+        return [h for h in dict.values(table) if own(h)] if isinstance(table, dict) else []
+
+    found = []
+    attributes = vars(value) if isinstance(getattr(value, "__dict__", None), dict) else {}
+    for name in hooks:
+        if hooks_in(dict.get(attributes, name)):
+            found.append(name.strip("_").replace("_", " "))
+    for module_name, names in GLOBAL_HOOKS.items():
+        if any(hooks_in(getattr(sys.modules.get(module_name), name, None)) for name in names):
+            found.append(f"global hooks of {module_name}")
+    if any(hooks_in(getattr(t, "_backward_hooks", None)) for t in tensors):
+        found.append("hooks on its parameters")
+    torch = _torch()
+    kinds = (type,) if torch is None else (type, torch.nn.Module, torch.Tensor)
+    for key, item in list(dict.items(attributes)):
+        if callable(item) and not isinstance(item, kinds) and own(item):
+            found.append(f"{key} set on the object")
+    return sorted(set(found))[:8]
 
 
 def _torch() -> object:

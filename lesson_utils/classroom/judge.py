@@ -594,6 +594,7 @@ class Rebuilt:
         kind = self._allowed_class(
             entry, (torch.nn.Module, "nn.Module"), MODULE_CLASSES, "a module", "outside the allowed libraries"
         )
+        self._behaviour(entry, "a model")
         made = kind.__new__(kind)
         torch.nn.Module.__init__(made)
         self._done(index, made)
@@ -617,6 +618,17 @@ class Rebuilt:
 
             initialisation._FIRST_WITH_DATA[made] = {str(k): bool(v) for k, v in record.items()}
         return made
+
+    def _behaviour(self, entry: dict, what: str) -> None:
+        """A note for the teacher when the notebook changed what a model or optimizer of the answers does
+        (its own hooks, a method set on the object): the judge rebuilds the state, which the checkers
+        judge, without them; only someone reading the notebook sees what they do."""
+        said = entry.get("behaviour")
+        if isinstance(said, list) and said:
+            note = (f"{what} in the answers has {', '.join(str(x) for x in said)[:200]} from the notebook: "
+                    "graded on its state; read what the notebook made it do")  # fmt: skip
+            if note not in self.notes:
+                self.notes.append(note)
 
     def _attributes(self, module: object, entry: dict) -> None:
         """A module's plain attributes (``in_features``, ``eps``): plain values only, and none of the names
@@ -712,6 +724,7 @@ class Rebuilt:
             "an optimizer",
             "outside torch.optim",
         )
+        self._behaviour(entry, "an optimizer")
         made = kind.__new__(kind)
         defaults = self.node(entry.get("defaults"))
         if not isinstance(defaults, dict):
