@@ -346,6 +346,23 @@ def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(t
         rebuilt.value(name)
         notes = [note for note in rebuilt.notes if "graded on its state" in note]
         assert (notes == []) if says is None else (says in notes[0]), (name, says, rebuilt.notes)
+
+    class Table:  # torch runs what items() gives; no dict, so no dict's methods to read it with
+        def __init__(self, hooks):
+            self.hooks = hooks
+
+        def __bool__(self):
+            return True
+
+        def items(self):
+            return self.hooks.items()
+
+    disguised = Net()
+    disguised._forward_hooks = Table({0: zeros})
+    assert not disguised(torch.zeros(1, 3, 32, 32)).any(), "the disguised hook runs"
+    rebuilt = exported(tmp_path / "disguised", {"model": disguised})
+    rebuilt.value("model")
+    assert any("forward hooks" in note for note in rebuilt.notes), rebuilt.notes
     handle = torch.nn.modules.module.register_module_forward_hook(zeros)  # a global hook
     try:
         rebuilt = exported(tmp_path / "global", {"model": Net()})

@@ -326,6 +326,7 @@ def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[
     its own (on the object, on its parameters, or global ones), functions set on the instance
     (``model.forward = ...``, ``optimizer.step = ...``). Read with ``dict``'s own methods: a hook table
     cannot claim to be empty. [] for an object the notebook only built, trained, saved or loaded."""
+    import collections
     import sys
 
     def own(function: object) -> bool:
@@ -333,7 +334,11 @@ def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[
         return not (isinstance(module, str) and module.split(".")[0] in LIBRARIES)
 
     def hooks_in(table: object) -> list:
-        return [h for h in dict.values(table) if own(h)] if isinstance(table, dict) else []
+        if table is None:
+            return []
+        if type(table) not in (dict, collections.OrderedDict):  # a table of the notebook's own kind
+            return [table]
+        return [h for h in dict.values(table) if own(h)]
 
     found = []
     attributes = vars(value) if isinstance(getattr(value, "__dict__", None), dict) else {}
