@@ -5,6 +5,7 @@ reaches and what they need (tests/test_opt_in.py). Each of those cells ran top t
 from __future__ import annotations
 
 import ast
+import functools
 import symtable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ def root_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per source: callers only read it
 def cell_names(source: str) -> CellNames:
     """What one cell's code (IPython syntax allowed) binds, changes and reads, by Python's own scoping."""
     code = TransformerManager().transform_cell(source)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesson_utils.classroom.export import export_namespace
+from lesson_utils.classroom.export import export_namespace, global_hooks
 from lesson_utils.classroom.judge import NO_EXPORT, Rebuilt, judge
 from lesson_utils.exercises.core import Incorrect, Question
 
@@ -312,7 +312,7 @@ def test_with_the_sandbox_a_judge_allocates_at_most_what_a_kernel_may(tmp_path, 
         judges.close()
 
 
-def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(tmp_path):
+def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(tmp_path, lesson98):
     """Hooks and methods set on the object change what it does, and no export carries them: the judge grades
     the state and says so. The library's own hooks (and a model only built, trained and saved) say nothing."""
     from lesson_utils import Net
@@ -363,10 +363,15 @@ def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(t
     rebuilt = exported(tmp_path / "disguised", {"model": disguised})
     rebuilt.value("model")
     assert any("forward hooks" in note for note in rebuilt.notes), rebuilt.notes
-    handle = torch.nn.modules.module.register_module_forward_hook(zeros)  # a global hook
+    assert global_hooks() == []
+    handle = torch.nn.modules.module.register_module_forward_hook(zeros)  # a global hook: the kernel's
     try:
-        rebuilt = exported(tmp_path / "global", {"model": Net()})
-        rebuilt.value("model")
-        assert any("global hooks of torch.nn.modules.module" in note for note in rebuilt.notes), rebuilt.notes
+        assert global_hooks() == ["torch.nn.modules.module"]
+        folder = tmp_path / "global"
+        folder.mkdir()
+        export_namespace({"model": Net(), "path": "nowhere"}, ["model", "path"], str(folder))
     finally:
         handle.remove()
+    assert json.loads((folder / "export.json").read_text())["global_hooks"] == ["torch.nn.modules.module"]
+    flags = judge("lesson98", folder)["flags"]
+    assert [f for f in flags if "global hooks of its own in torch.nn.modules.module" in f], flags

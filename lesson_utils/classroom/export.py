@@ -321,33 +321,43 @@ GLOBAL_HOOKS = {"torch.nn.modules.module": ("_global_forward_hooks", "_global_fo
 LIBRARIES = ("torch", "torchvision", "lesson_utils")  # hooks and callables of theirs are the library's own
 
 
-def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[str]:
-    """What the notebook added to ``value`` that changes what it does and that no export carries: hooks of
-    its own (on the object, on its parameters, or global ones), functions set on the instance
-    (``model.forward = ...``, ``optimizer.step = ...``). Read with ``dict``'s own methods: a hook table
-    cannot claim to be empty. [] for an object the notebook only built, trained, saved or loaded."""
+def _own(function: object) -> bool:
+    """Whether ``function`` comes from the notebook (or another library), not torch's or the course's."""
+    module = getattr(function, "__module__", None) or type(function).__module__ or ""
+    return not (isinstance(module, str) and module.split(".")[0] in LIBRARIES)
+
+
+def _hooks_in(table: object) -> list:
+    """The notebook's own hooks in a hook table, read with ``dict``'s methods (a table cannot claim to be
+    empty); a table that is no dict is the notebook's own (torch runs whatever its ``items()`` gives)."""
     import collections
+
+    if table is None:
+        return []
+    if type(table) not in (dict, collections.OrderedDict):
+        return [table]
+    return [h for h in dict.values(table) if _own(h)]
+
+
+def global_hooks() -> list[str]:
+    """The torch modules whose global hooks (run for every module or optimizer) hold the notebook's own."""
     import sys
 
-    def own(function: object) -> bool:
-        module = getattr(function, "__module__", None) or type(function).__module__ or ""
-        return not (isinstance(module, str) and module.split(".")[0] in LIBRARIES)
+    return [module_name for module_name, names in GLOBAL_HOOKS.items()
+            if any(_hooks_in(getattr(sys.modules.get(module_name), name, None)) for name in names)]  # fmt: skip
 
-    def hooks_in(table: object) -> list:
-        if table is None:
-            return []
-        if type(table) not in (dict, collections.OrderedDict):  # a table of the notebook's own kind
-            return [table]
-        return [h for h in dict.values(table) if own(h)]
 
+def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[str]:
+    """What the notebook added to ``value`` that changes what it does and that no export carries: hooks of
+    its own (on the object or on its parameters), functions set on the instance (``model.forward = ...``,
+    ``optimizer.step = ...``). [] for an object the notebook only built, trained, saved or loaded. (Global
+    hooks are the kernel's, not one object's: :func:`global_hooks`, once per export.)"""
+    own, hooks_in = _own, _hooks_in
     found = []
     attributes = vars(value) if isinstance(getattr(value, "__dict__", None), dict) else {}
     for name in hooks:
         if hooks_in(dict.get(attributes, name)):
             found.append(name.strip("_").replace("_", " "))
-    for module_name, names in GLOBAL_HOOKS.items():
-        if any(hooks_in(getattr(sys.modules.get(module_name), name, None)) for name in names):
-            found.append(f"global hooks of {module_name}")
     if any(hooks_in(getattr(t, "_backward_hooks", None)) for t in tensors):
         found.append("hooks on its parameters")
     torch = _torch()
@@ -419,5 +429,6 @@ def export_namespace(namespace: dict, names: list[str], folder: str, limit: int 
         safe = [exporter.node(item) for item in torch.serialization.get_safe_globals()]
     i18n = sys.modules.get("lesson_utils.i18n")
     language = str(i18n.language()) if i18n is not None and hasattr(i18n, "language") else "en"
-    extra = {"pid": os.getpid(), "cwd": os.getcwd(), "language": language, "safe_globals": safe}
+    extra = {"pid": os.getpid(), "cwd": os.getcwd(), "language": language, "safe_globals": safe,
+             "global_hooks": global_hooks()}  # fmt: skip
     return exporter.write(folder, nodes, extra)

@@ -926,6 +926,11 @@ def judge(lesson: str, folder: str | os.PathLike, limit: float = 60.0, only: lis
             flags.append(f"a pickle in the answers' files names {', '.join(sorted(set(REFUSED))[:3])}, which the "
                          "judge does not unpickle (code hidden in a checkpoint?)")  # fmt: skip
             REFUSED.clear()
+        hooked = rebuilt.document.get("global_hooks")
+        if isinstance(hooked, list) and hooked:
+            where = ", ".join(map(str, hooked))[:200]
+            flags.append(f"the notebook left global hooks of its own in {where}, which run for every model or "
+                         "optimizer: graded on their state; read what the notebook made them do")  # fmt: skip
         flags += [note for note in rebuilt.notes if note not in flags]
     finally:
         os.chdir(before[1])
