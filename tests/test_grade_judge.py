@@ -357,6 +357,16 @@ def test_what_the_notebook_made_a_model_or_optimizer_do_is_said_to_the_teacher(t
         def items(self):
             return self.hooks.items()
 
+    class Unreadable(torch.nn.Parameter):  # its hook table raises when read: still exported, and said
+        @property
+        def _backward_hooks(self):
+            raise RuntimeError("no")
+
+    layer = torch.nn.Linear(2, 2)
+    layer.weight = Unreadable(layer.weight.detach())
+    rebuilt = exported(tmp_path / "unreadable", {"layer": layer})
+    rebuilt.value("layer")
+    assert any("hooks that could not be read (RuntimeError)" in note for note in rebuilt.notes), rebuilt.notes
     disguised = Net()
     disguised._forward_hooks = Table({0: zeros})
     assert not disguised(torch.zeros(1, 3, 32, 32)).any(), "the disguised hook runs"

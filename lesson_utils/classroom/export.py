@@ -352,6 +352,13 @@ def notebook_behaviour(value: object, hooks: tuple, tensors: list = ()) -> list[
     its own (on the object or on its parameters), functions set on the instance (``model.forward = ...``,
     ``optimizer.step = ...``). [] for an object the notebook only built, trained, saved or loaded. (Global
     hooks are the kernel's, not one object's: :func:`global_hooks`, once per export.)"""
+    try:
+        return _behaviour(value, hooks, tensors)
+    except Exception as error:  # an object that will not be read (a property raising): the teacher reads it
+        return [f"hooks that could not be read ({type(error).__name__})"]
+
+
+def _behaviour(value: object, hooks: tuple, tensors: list) -> list[str]:
     own, hooks_in = _own, _hooks_in
     found = []
     attributes = vars(value) if isinstance(getattr(value, "__dict__", None), dict) else {}
